@@ -202,6 +202,11 @@ build_standin() { # IMAGE FAMILY TAG [BUILD-ARG...]
     old=$(image_id "$tag")
     local args=() arg
     for arg in "$@"; do args+=(--build-arg "$arg"); done
+    # A Dockerfile with one stage per release line (`AS release-<line>`, e.g. a
+    # HEALTHCHECK that differs between releases): build that line's stage.
+    if grep -qiE "^FROM .* AS release-$family\$" "$ctx/Dockerfile"; then
+        args+=(--target "release-$family")
+    fi
     log "building $tag"
     if ! docker build --quiet --force-rm "${args[@]}" \
         --label "$hash_label=$hash" \

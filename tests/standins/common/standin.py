@@ -4,13 +4,15 @@ Two uses, both through the stand-ins' own Python (Debian's python3, standard
 library only):
 
 * ``python3 /standin/standin.py serve NAME [--tcp PORT:PROTO]... [--http PORT]...
-  [--heartbeat SECONDS]`` runs a stand-in service as PID 1: TCP listeners that
-  greet like the protocol they stand for (imap, pop3, smtp, lmtp, sieve),
-  HTTP listeners that answer 200, and/or a heartbeat loop. It logs to stdout
-  and stops on SIGTERM/SIGINT.
-* ``python3 /standin/standin.py probe tcp PORT | http PORT PATH | heartbeat
-  SECONDS`` is the Docker HEALTHCHECK: exit 0 when the listener answers (a
-  greeting, or an HTTP status below 400) or the heartbeat file is fresh.
+  [--pidfile PATH]`` runs a stand-in service as PID 1: TCP listeners that
+  greet like the protocol they stand for (imap, pop3, smtp, lmtp, sieve) and
+  HTTP listeners that answer 200; ``--pidfile`` writes its process ID where the
+  real daemon writes its own (a healthcheck reads it). It logs to stdout and
+  stops on SIGTERM/SIGINT.
+* ``python3 /standin/standin.py probe tcp PORT | http PORT PATH``: exit 0 when
+  the listener answers (a greeting, or an HTTP status below 400). The
+  stand-ins' HEALTHCHECKs run the real images' own commands (curl, nc, dig,
+  kill -0) instead wherever they can.
 
 These are stand-ins for tests where no container registry is reachable; they
 do not implement the protocols beyond the greeting and a few commands.
@@ -27,7 +29,6 @@ import sys
 import threading
 import time
 
-HEARTBEAT_FILE = '/run/standin-heartbeat'
 HOSTNAME = socket.gethostname()
 
 # Greeting, then replies keyed by the upper-cased command word; '*' is the
@@ -46,14 +47,15 @@ PROTOCOLS = {
         'QUIT': QUIT_MARK + '221 2.0.0 Bye', '*': '502 5.5.2 Command not implemented (stand-in)',
     },
     'imap': {
-        'greeting': '* OK [CAPABILITY IMAP4rev1] Dovecot (Mailu test stand-in) ready.',
+        # Dovecot's own greetings (1.9's healthcheck greps the POP3 one).
+        'greeting': '* OK [CAPABILITY IMAP4rev1] Dovecot ready.',
         'CAPABILITY': '* CAPABILITY IMAP4rev1\r\n{tag} OK Capability completed.',
         'NOOP': '{tag} OK NOOP completed.',
         'LOGOUT': QUIT_MARK + '* BYE Logging out\r\n{tag} OK Logout completed.',
         '*': '{tag} NO Not implemented by the stand-in.',
     },
     'pop3': {
-        'greeting': '+OK Dovecot (Mailu test stand-in) ready.',
+        'greeting': '+OK Dovecot ready.',
         'CAPA': '+OK\r\nUSER\r\n.', 'NOOP': '+OK',
         'QUIT': QUIT_MARK + '+OK Logging out.', '*': '-ERR Not implemented by the stand-in.',
     },
@@ -149,8 +151,10 @@ def serve(args):
     for server, what in servers:
         threading.Thread(target=_serve, args=(server,), daemon=True).start()
         log(args.name, 'listening on %s' % what)
-    if args.heartbeat:
-        log(args.name, 'heartbeat every %ss in %s' % (args.heartbeat, HEARTBEAT_FILE))
+    if args.pidfile:
+        os.makedirs(os.path.dirname(args.pidfile), exist_ok=True)
+        with open(args.pidfile, 'w', encoding='ascii') as handle:
+            handle.write('%d\n' % os.getpid())
     if args.name == 'fetchmail':
         log(args.name, 'FETCHMAIL_DELAY=%s; the stand-in polls and fetches nothing' % os.environ.get('FETCHMAIL_DELAY', '60'))
 
@@ -161,10 +165,7 @@ def serve(args):
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     while not _stop.is_set():
-        if args.heartbeat:
-            with open(HEARTBEAT_FILE, 'w', encoding='ascii') as handle:
-                handle.write('%d\n' % time.time())
-        _stop.wait(args.heartbeat or 3600)
+        _stop.wait(3600)
     return 0  # the listeners' threads are daemons: they end with the process
 
 
@@ -179,8 +180,6 @@ def probe(args):
             status = conn.getresponse().status
             conn.close()
             return 0 if status < 400 else 1
-        if args.kind == 'heartbeat':
-            return 0 if time.time() - os.stat(HEARTBEAT_FILE).st_mtime < 3 * float(args.target) else 1
     except (OSError, http.client.HTTPException) as exc:
         print('probe failed: %s' % exc)
         return 1
@@ -194,10 +193,10 @@ def main(argv=None):
     run.add_argument('name')
     run.add_argument('--tcp', action='append', default=[], metavar='PORT:PROTO')
     run.add_argument('--http', action='append', default=[], metavar='PORT')
-    run.add_argument('--heartbeat', type=float, default=0, metavar='SECONDS')
+    run.add_argument('--pidfile', metavar='PATH')
     check = sub.add_parser('probe')
-    check.add_argument('kind', choices=['tcp', 'http', 'heartbeat'])
-    check.add_argument('target', help='port, or the heartbeat period in seconds')
+    check.add_argument('kind', choices=['tcp', 'http'])
+    check.add_argument('target', help='port')
     check.add_argument('path', nargs='?')
     check.add_argument('--timeout', type=float, default=3)
     args = parser.parse_args(argv)

@@ -90,6 +90,11 @@ options:
         hash the way Mailu's login does (any hash format Mailu accepts) and a new hash is written only
         when it does not verify, so hashes that Mailu rewrote at login are left alone. A pre-computed
         hash is written when it differs from the stored string.
+      - V(always) refuses a pre-computed hash that Mailu's login replaces, that is any hash but
+        C($bcrypt-sha256$v=2,t=2b,r=N$...) with N = O(hash_rounds) (Mailu's C(CREDENTIAL_ROUNDS)):
+        after the user's first login every run would write the old hash back. The error names the
+        user; give its plain-text password instead, a bcrypt_sha256 hash with O(hash_rounds) rounds,
+        or use V(on_create).
     type: str
     default: on_create
     choices: [always, on_create]
@@ -99,4 +104,30 @@ requirements:
 notes:
   - New hashes are in the form Mailu writes itself, passlib C(bcrypt_sha256) version 2 with no
     C({SCHEME}) prefix. Hashing many plain-text passwords uses every core of the host.
+'''
+
+    # What new users get from the deployment's settings: mailu_user and mailu_accounts.
+    NEW_USERS = r'''
+options:
+  default_quota:
+    description:
+      - The quota of a user created without O(quota), as bytes or a size such as V(1G). Set it to
+        Mailu's C(DEFAULT_QUOTA) setting (C(mailu.env)), so that the collection's new users get what
+        Mailu's admin gives its own.
+      - It is capped at the domain's maximum user quota when the domain has one, as Mailu's form for a
+        new user is (Mailu 2024.06; Mailu 1.9 and 2.0 apply C(DEFAULT_QUOTA) to sign-ups and start
+        their form at 1G, which cannot exceed the cap either).
+      - Existing users are never changed by it.
+    type: raw
+    default: 1000000000
+  default_spam_threshold:
+    description:
+      - The spam threshold (0 to 100) of a user created without a spam threshold of its own. Set it to
+        Mailu's C(DEFAULT_SPAM_THRESHOLD) setting, which Mailu 2.0 and later give their new users.
+      - Mailu 1.9 has no such setting and always writes V(80), so on a Mailu 1.9 database any other
+        value is refused (nothing is changed) rather than silently ignored; give the threshold per user
+        there.
+      - Existing users are never changed by it.
+    type: int
+    default: 80
 '''

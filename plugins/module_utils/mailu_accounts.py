@@ -20,13 +20,18 @@ from ansible_collections.nantral.mailu.plugins.module_utils.mailu_input import I
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_passwords import (
     check_hash,
     hash_password,
+    hash_scheme,
     parallel_map,
+    rewritten_at_login,
+    strip_legacy_prefix,
     verify_password,
 )
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_schema import (
     ALIAS,
     ALTERNATIVE,
     DEFAULT_CREDENTIAL_ROUNDS,
+    DEFAULT_QUOTA,
+    DEFAULT_SPAM_THRESHOLD,
     DOMAIN,
     PASSWORD_LENGTH,
     USER,
@@ -97,9 +102,18 @@ def password_policy_spec():
     )
 
 
+def new_user_spec():
+    """The deployment's settings that give new users their values (mailu.env)."""
+    return dict(
+        default_quota=dict(type='raw', default=DEFAULT_QUOTA.default),
+        default_spam_threshold=dict(type='int', default=DEFAULT_SPAM_THRESHOLD.default),
+    )
+
+
 def accounts_argument_spec():
     """mailu_accounts' options, connection excluded."""
     spec = password_policy_spec()
+    spec.update(new_user_spec())
     spec.update(
         domains=dict(type='list', elements='dict', default=[], options=domain_spec()),
         users=dict(type='list', elements='dict', default=[], options=user_spec()),
@@ -202,11 +216,13 @@ def parse_user(item, release):
         extra['password'] = item['password']
     if item.get('password_hash') is not None:
         problem = check_hash(item['password_hash'])
-        if problem is None and len(item['password_hash']) > PASSWORD_LENGTH:
+        # Stored as Mailu's config-import stores it: without a {SCHEME} prefix.
+        stored = strip_legacy_prefix(item['password_hash'])
+        if problem is None and len(stored) > PASSWORD_LENGTH:
             problem = 'is longer than %d characters' % PASSWORD_LENGTH
         if problem:
             raise InputError('user', email, 'password_hash', problem)
-        extra['password_hash'] = item['password_hash']
+        extra['password_hash'] = stored
     return Declared('users', email, item.get('state') or 'present', fields, **extra)
 
 
@@ -320,8 +336,9 @@ class Planner(object):
     """
 
     def __init__(self, state, release, declared, purge=(), update_password='on_create',
-                 hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, want_diff=False):
+                 hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, want_diff=False, new_user=None):
         self.state = state
+        self.new_user = new_user or new_user_defaults(release)
         self.release = release
         self.declared = declared
         self.purge = set(purge)
@@ -406,6 +423,25 @@ class Planner(object):
             for key in sorted(self._removing[kind]):
                 self._removed(kind, table, key)
 
+    def _domain_value(self, domain, column):
+        """A domain's column as it is once the plan is applied."""
+        obj = self.declared['domains'].get(domain)
+        if obj is not None and obj.state == 'present' and column in obj.fields:
+            return obj.fields[column]
+        current = self.state.domains.get(domain)
+        return DOMAIN.column(column).default if current is None else current[column]
+
+    def _new_user_fields(self, obj):
+        """What Mailu gives a new user from the deployment's settings, under the
+        declared fields.  The quota is capped at the domain's max_quota_bytes, as
+        Mailu's form for a new user is."""
+        fields = dict(self.new_user)
+        cap = self._domain_value(obj.fields['domain_name'], 'max_quota_bytes')
+        if cap and fields['quota_bytes'] > cap:
+            fields['quota_bytes'] = cap
+        fields.update(obj.fields)
+        return fields
+
     def _row_changes(self, table, obj, current):
         return dict((col, value) for col, value in obj.fields.items() if current[col] != value)
 
@@ -486,7 +522,7 @@ class Planner(object):
             if current is None:
                 if obj.password is None and obj.password_hash is None:
                     raise InputError('user', key, 'password', 'or password_hash is required to create the user')
-                row = self._create_row(USER, key, obj.fields)
+                row = self._create_row(USER, key, self._new_user_fields(obj))
                 row['password'] = obj.password_hash
                 if obj.password is not None:
                     to_hash.append((row, obj.password))
@@ -497,7 +533,7 @@ class Planner(object):
             if self.update_password == 'always':
                 if obj.password is not None:
                     to_verify.append((changes, obj.password, current['password']))
-                elif obj.password_hash is not None and obj.password_hash != current['password']:
+                elif obj.password_hash is not None and obj.password_hash != strip_legacy_prefix(current['password']):
                     changes['password'] = obj.password_hash
             updates.append((key, current, changes))
 
@@ -610,8 +646,56 @@ def apply(cur, plan, release):
     return queries
 
 
+def new_user_defaults(release, default_quota=None, default_spam_threshold=None):
+    """{column: value} a new user gets from the deployment's settings on ``release``,
+    when the declaration leaves the column out.  ``None`` is Mailu's own default."""
+    quota = DEFAULT_QUOTA.default if default_quota is None else inp.size(
+        default_quota, 'option', 'default_quota', 'value')
+    threshold = DEFAULT_SPAM_THRESHOLD.default
+    if default_spam_threshold is not None:
+        threshold = inp.integer(default_spam_threshold, 'option', 'default_spam_threshold', 'value', 0, 100)
+        if not release_at_least(release, DEFAULT_SPAM_THRESHOLD.since) and threshold != DEFAULT_SPAM_THRESHOLD.default:
+            raise InputError(
+                'option', 'default_spam_threshold', 'value',
+                'is %d, but this database is Mailu %s, which has no %s setting: its new users always get %d. '
+                'Leave the option at %d (%s exists from Mailu %s on) and give spam_threshold per user instead'
+                % (threshold, release, DEFAULT_SPAM_THRESHOLD.env, DEFAULT_SPAM_THRESHOLD.default,
+                   DEFAULT_SPAM_THRESHOLD.default, DEFAULT_SPAM_THRESHOLD.env, DEFAULT_SPAM_THRESHOLD.since))
+    return {DEFAULT_QUOTA.column: quota, DEFAULT_SPAM_THRESHOLD.column: threshold}
+
+
+def check_password_policy(parsed, update_password, hash_rounds):
+    """Refuses declared hashes that cannot stay in place with update_password=always.
+
+    Mailu's login replaces any hash but bcrypt_sha256 at CREDENTIAL_ROUNDS by one that
+    is; every later run would then write the declared hash back, and the next login
+    replace it again.  Only the plain password can be compared with what Mailu wrote.
+    """
+    if update_password != 'always':
+        return
+    for key, obj in sorted(parsed['users'].items()):
+        if obj.state != 'present' or obj.password_hash is None:
+            continue
+        if rewritten_at_login(obj.password_hash, hash_rounds):
+            raise InputError(
+                'user', key, 'password_hash',
+                'is %s, which Mailu replaces with a bcrypt_sha256 hash at CREDENTIAL_ROUNDS (hash_rounds: %d) '
+                'at the first login; with update_password=always every later run would write this hash back. '
+                'Give this user password (plain text, verified against whatever hash is stored), or a hash '
+                'of the form $bcrypt-sha256$v=2,t=2b,r=%d$..., or use update_password=on_create'
+                % (_scheme_text(obj.password_hash, hash_rounds), hash_rounds, hash_rounds))
+
+
+def _scheme_text(stored, rounds):
+    scheme = hash_scheme(stored)
+    if scheme == 'bcrypt_sha256':
+        return 'a bcrypt_sha256 hash with other rounds than %d or in the old v1 format' % rounds
+    return 'a %s hash' % scheme
+
+
 def run(conn, release, declared, purge=(), update_password='on_create',
-        hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, check_mode=False, want_diff=False):
+        hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, check_mode=False, want_diff=False,
+        default_quota=None, default_spam_threshold=None):
     """Parse, plan and apply in one transaction; rolled back in check mode.
 
     Returns (plan, queries).  On any error the transaction is rolled back and the
@@ -620,10 +704,13 @@ def run(conn, release, declared, purge=(), update_password='on_create',
     parsed = parse(declared, release)
     if hash_rounds < 4 or hash_rounds > 31:
         raise InputError('option', 'hash_rounds', 'value', 'must be between 4 and 31, got %d' % hash_rounds)
+    check_password_policy(parsed, update_password, hash_rounds)
+    new_user = new_user_defaults(release, default_quota, default_spam_threshold)
     try:
         with conn.cursor() as cur:
             state = State(cur, release, scope(parsed, purge))
-            plan = Planner(state, release, parsed, purge, update_password, hash_rounds, want_diff).build()
+            plan = Planner(state, release, parsed, purge, update_password, hash_rounds, want_diff,
+                           new_user).build()
             plan.declared = parsed
             plan.state = state
             queries = apply(cur, plan, release)

@@ -76,17 +76,21 @@ def domain_name(value, kind, name, field):
 
 
 def address(value, kind, name, field, wildcard=False):
-    """(localpart as given, domain, email): ``email`` is lower-cased with a punycode
-    domain and equals localpart@domain lower-cased, as Mailu's IdnaEmail stores it."""
+    """(localpart, domain, email), all lower-cased with a punycode domain, and ``email``
+    equal to localpart@domain: what Mailu's config-import stores (its email setter
+    lower-cases the address, then splits it).  Mailu's lookups (``Domain.has_email``,
+    the UI's uniqueness checks) compare lower-cased input with the stored local part, so
+    a local part kept in its case would be invisible to them."""
     if not isinstance(value, str) or value.count('@') != 1:
         raise InputError(kind, name, field, 'must be an address localpart@domain, got %r' % (value,))
     localpart, domain = value.strip().split('@')
+    localpart = localpart.lower()
     if not localpart or not _LOCALPART.match(localpart) or (not wildcard and ('%' in localpart)):
         raise InputError(kind, name, field, 'has an invalid local part: %r' % (value,))
     if len(localpart) > LOCALPART_LENGTH:
         raise InputError(kind, name, field, 'has a local part longer than %d characters: %r' % (LOCALPART_LENGTH, value))
     domain = domain_name(domain, kind, name, field)
-    email = ('%s@%s' % (localpart, domain)).lower()
+    email = '%s@%s' % (localpart, domain)
     if len(email) > EMAIL_LENGTH:
         raise InputError(kind, name, field, 'is longer than %d characters' % EMAIL_LENGTH)
     return localpart, domain, email

@@ -126,7 +126,9 @@ def run_accounts(module, declared, purge=(), want_diff=None):
             update_password=module.params.get('update_password', 'on_create'),
             hash_rounds=module.params.get('hash_rounds', DEFAULT_CREDENTIAL_ROUNDS),
             check_mode=module.check_mode,
-            want_diff=module._diff if want_diff is None else want_diff)
+            want_diff=module._diff if want_diff is None else want_diff,
+            default_quota=module.params.get('default_quota'),
+            default_spam_threshold=module.params.get('default_spam_threshold'))
     except MailuError as exc:
         fail_json(module, str(exc))
     except mailu_db.psycopg.Error as exc:

@@ -58,6 +58,8 @@ def _context(rounds):
 
 
 def strip_legacy_prefix(stored):
+    """The hash without a Mailu <= 1.8 C({SCHEME}) prefix: what Mailu's login verifies
+    and what its config-import stores."""
     for prefix in LEGACY_HASH_PREFIXES:
         if stored.startswith(prefix):
             return stored[len(prefix):]
@@ -88,6 +90,15 @@ def check_hash(stored):
         except (ValueError, TypeError) as exc:
             return 'is not a well-formed %s hash (%s)' % (scheme, exc)
     return None
+
+
+def rewritten_at_login(stored, rounds):
+    """True when Mailu's login replaces ``stored`` once it verifies: any scheme but
+    bcrypt_sha256 (v2) at CREDENTIAL_ROUNDS = ``rounds``."""
+    try:
+        return bool(_context(rounds).needs_update(strip_legacy_prefix(stored)))
+    except (ValueError, TypeError):
+        return True
 
 
 def hash_password(job):

@@ -130,5 +130,28 @@ PASSWORD_LENGTH = 255
 PASSWORD_SCHEME = 'bcrypt_sha256'
 DEFAULT_CREDENTIAL_ROUNDS = 12
 # Prefixes of Mailu <= 1.8 that Mailu's login still strips before passlib identifies
-# the hash.
+# the hash, and that config-import strips before it stores one (the same six, matched
+# case-sensitively, in 1.9 and 2024.06).
 LEGACY_HASH_PREFIXES = ('{PBKDF2}', '{BLF-CRYPT}', '{SHA512-CRYPT}', '{SHA256-CRYPT}', '{MD5-CRYPT}', '{CRYPT}')
+
+
+class Setting(object):
+    """A deployment setting (mailu.env) that gives a new user a column's value.
+
+    ``default`` is Mailu's value when the variable is absent; ``since`` the first release
+    line whose admin reads it.  Before that, every new user gets ``default``.
+    """
+
+    def __init__(self, env, column, default, since):
+        self.env = env
+        self.column = column
+        self.default = default
+        self.since = since
+
+
+# DEFAULT_QUOTA exists in every release line.  2024.06's admin form for a new user starts
+# at it, capped at the domain's max_quota_bytes (1.9 and 2.0 use it for sign-ups only;
+# their form starts at 10^9 and cannot exceed the cap either).  DEFAULT_SPAM_THRESHOLD is
+# the ORM's default for spam_threshold from 2.0 on; 1.9 always writes 80.
+DEFAULT_QUOTA = Setting('DEFAULT_QUOTA', 'quota_bytes', 1000000000, since='1.9')
+DEFAULT_SPAM_THRESHOLD = Setting('DEFAULT_SPAM_THRESHOLD', 'spam_threshold', 80, since='2.0')

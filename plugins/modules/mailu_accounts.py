@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - nantral.mailu.connection
   - nantral.mailu.connection.passwords
+  - nantral.mailu.connection.new_users
   - nantral.mailu.attributes
 options:
   domains:
@@ -75,7 +76,10 @@ options:
     default: []
     suboptions:
       email:
-        description: The address of the account; its domain must exist or be listed in O(domains).
+        description:
+          - The address of the account; its domain must exist or be listed in O(domains).
+          - Stored lower-cased, local part included, as Mailu's C(config-import) stores it; a stored local
+            part with upper case is lower-cased once, reported as a change.
         type: str
         required: true
       state:
@@ -87,10 +91,14 @@ options:
         description: The password in plain text, stored as a hash. Needed, or O(users[].password_hash), to create a user.
         type: str
       password_hash:
-        description: A pre-computed hash in any form Mailu's login accepts, stored as given.
+        description:
+          - A pre-computed hash in any form Mailu's login accepts, stored without a C({SCHEME}) prefix of
+            Mailu 1.8, as Mailu's C(config-import) stores it.
+          - With O(update_password=always), only a C($bcrypt-sha256$v=2,t=2b,r=N$...) hash with N = O(hash_rounds)
+            is accepted, since Mailu replaces any other at the first login.
         type: str
       quota:
-        description: Mailbox quota, bytes or a size such as V(1G), V(500M), V(2GiB); V(0) for no limit. New users get 1G.
+        description: Mailbox quota, bytes or a size such as V(1G), V(500M), V(2GiB); V(0) for no limit. New users get O(default_quota).
         type: raw
       global_admin:
         description: Whether the user administers the whole Mailu. New users get V(false).
@@ -148,7 +156,7 @@ options:
         description: Whether spam is marked as read. Mailu 2.0 and later. New users get V(true).
         type: bool
       spam_threshold:
-        description: Spam score (0 to 100) from which mail counts as spam. New users get V(80).
+        description: Spam score (0 to 100) from which mail counts as spam. New users get O(default_spam_threshold).
         type: int
   aliases:
     description: Aliases, as M(nantral.mailu.mailu_alias) takes them.
@@ -157,7 +165,9 @@ options:
     default: []
     suboptions:
       email:
-        description: The alias address; its domain must exist or be listed in O(domains).
+        description:
+          - The alias address; its domain must exist or be listed in O(domains).
+          - Stored lower-cased, local part included, as Mailu's C(config-import) stores it.
         type: str
         required: true
       state:

@@ -25,6 +25,8 @@ options:
     description:
       - The alias address, C(localpart@domain). The domain must exist, and no user may have the same address.
       - With O(wildcard=true) the local part is an SQL C(LIKE) pattern (C(%) and C(_)).
+      - Stored lower-cased, local part included, as Mailu's C(config-import) stores it. A stored local part
+        with upper case is lower-cased once, reported as a change, when the alias is declared present.
     type: str
     required: true
   state:

@@ -21,13 +21,18 @@ author:
 extends_documentation_fragment:
   - nantral.mailu.connection
   - nantral.mailu.connection.passwords
+  - nantral.mailu.connection.new_users
   - nantral.mailu.attributes
 options:
   email:
     description:
       - The address of the account, C(localpart@domain). The domain must exist
         (M(nantral.mailu.mailu_domain)).
-      - It is stored lower-cased with the domain in punycode; the local part keeps the case given.
+      - It is stored lower-cased, local part included, with the domain in punycode, as Mailu's
+        C(config-import) stores it: Mailu's own lookups only find lower-case local parts.
+        V(John.Doe@example.org) and V(john.doe@example.org) are the same account.
+      - A stored local part with upper case (written by Mailu's web UI or an older version of this
+        collection) is lower-cased once, reported as a change, when the user is declared present.
     type: str
     required: true
   state:
@@ -43,14 +48,19 @@ options:
     type: str
   password_hash:
     description:
-      - A pre-computed hash, stored as given, in any form Mailu's login accepts, such as C($bcrypt-sha256$...),
+      - A pre-computed hash in any form Mailu's login accepts, such as C($bcrypt-sha256$...),
         C({BLF-CRYPT}$2b$...), C($2b$...), C({SHA512-CRYPT}$6$...), C($6$...), C($pbkdf2-sha512$...) and the
         other passlib formats.
+      - It is stored as Mailu's C(config-import) stores it, without a C({SCHEME}) prefix of Mailu 1.8
+        (C({PBKDF2}), C({BLF-CRYPT}), C({SHA512-CRYPT}), C({SHA256-CRYPT}), C({MD5-CRYPT}), C({CRYPT})).
+      - Mailu replaces any hash but bcrypt_sha256 at C(CREDENTIAL_ROUNDS) at the user's first login, so
+        with O(update_password=always) only a C($bcrypt-sha256$v=2,t=2b,r=N$...) hash with N = O(hash_rounds)
+        is accepted.
     type: str
   quota:
     description:
       - Mailbox quota, as bytes or a size such as V(1G), V(500M) (powers of 1000, as Mailu counts) or
-        V(2GiB) (powers of 1024). V(0) means no limit. New users get 1G.
+        V(2GiB) (powers of 1024). V(0) means no limit. New users get O(default_quota).
     type: raw
   global_admin:
     description: Whether the user administers the whole Mailu. New users get V(false).
@@ -108,7 +118,7 @@ options:
     description: Whether spam is marked as read. Mailu 2.0 and later. New users get V(true), as Mailu's admin writes.
     type: bool
   spam_threshold:
-    description: Spam score (0 to 100) from which mail counts as spam. New users get V(80).
+    description: Spam score (0 to 100) from which mail counts as spam. New users get O(default_spam_threshold).
     type: int
 seealso:
   - module: nantral.mailu.mailu_accounts
@@ -132,6 +142,14 @@ EXAMPLES = r'''
     password: "{{ vault_admin_password }}"
     update_password: always
     global_admin: true
+
+- name: New users get the quota and spam threshold of Mailu's own settings
+  nantral.mailu.mailu_user:
+    login_password: "{{ mailu_db_password }}"
+    email: member@example.org
+    password: "{{ vault_member_password }}"
+    default_quota: "{{ mailu_default_quota }}"
+    default_spam_threshold: "{{ mailu_default_spam_threshold }}"
 
 - name: Create a user from a hash exported from another server
   nantral.mailu.mailu_user:
@@ -186,6 +204,7 @@ schema:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_accounts import (
+    new_user_spec,
     password_policy_spec,
     user_spec,
 )
@@ -196,6 +215,7 @@ from ansible_collections.nantral.mailu.plugins.module_utils.mailu_module import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(password_policy_spec())
+    argument_spec.update(new_user_spec())
     argument_spec.update(user_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     one_object(module, 'users', user_spec())

@@ -122,6 +122,24 @@ def test_spam_threshold_above_100(run, db_snapshot, db):
             email='alice@example.org', spam_threshold=101)
 
 
+@pytest.mark.parametrize('module', ['mailu_user', 'mailu_accounts'])
+@pytest.mark.parametrize('value, problem', [(-1, 'must not be negative'), ('-5G', 'must not be negative'),
+                                            ('lots', 'must be a size')])
+def test_default_quota_that_is_not_a_size(run, db_snapshot, db, module, value, problem):
+    user = dict(email='new@example.org', password_hash=HASH)
+    args = user if module == 'mailu_user' else dict(users=[user])
+    refused(run, db_snapshot, db, module, ['option default_quota', problem], default_quota=value, **args)
+
+
+@pytest.mark.parametrize('module', ['mailu_user', 'mailu_accounts'])
+@pytest.mark.parametrize('value', [-1, 101])
+def test_default_spam_threshold_out_of_range(run, db_snapshot, db, module, value):
+    user = dict(email='new@example.org', password_hash=HASH)
+    args = user if module == 'mailu_user' else dict(users=[user])
+    refused(run, db_snapshot, db, module, ['option default_spam_threshold', 'between 0 and 100'],
+            default_spam_threshold=value, **args)
+
+
 def test_max_users_below_minus_one(run, db_snapshot, db):
     refused(run, db_snapshot, db, 'mailu_domain', ['domain example.org', 'max_users', '-2'],
             name='example.org', max_users=-2)

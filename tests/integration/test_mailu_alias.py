@@ -5,7 +5,7 @@ import datetime
 
 import pytest
 
-from dbutil import BUECHER, VERSIONS, rows
+from dbutil import BUECHER, VERSIONS, execute, rows
 
 
 def alias_row(db, email):
@@ -32,9 +32,10 @@ def test_four_steps_then_modification(mailu_db, run, db_snapshot, version):
     result = run('mailu_alias', db, **args)
     assert result['changed'] is True
     email = 'contact@' + BUECHER
-    assert result['alias']['email'] == 'Contact@' + BUECHER
+    # Stored and shown as Mailu's config-import stores it: local part lower-cased.
+    assert result['alias']['email'] == email
     assert alias_row(db, email) == dict(
-        email=email, localpart='Contact', domain_name=BUECHER, destination='A@x.org,b@x.org', wildcard=False,
+        email=email, localpart='contact', domain_name=BUECHER, destination='A@x.org,b@x.org', wildcard=False,
         comment='front desk', created_at=datetime.date.today(), updated_at=None)
     applied = db_snapshot(db)
 
@@ -122,13 +123,39 @@ def test_absent(mailu_db, run, db_snapshot, version):
     assert run('mailu_alias', db, email='a@example.org', state='absent')['changed'] is False
 
 
-def test_local_part_case_change_is_visible_in_the_diff(mailu_db, run):
-    db = with_domain(run, mailu_db, '2024.06', 'example.org')
-    run('mailu_alias', db, email='Info@example.org', destination=['x@remote.org'])
-    result = run('mailu_alias', db, diff=True, email='info@example.org')
-    localpart = alias_row(db, 'info@example.org')['localpart']
-    if result['changed']:
-        assert localpart == 'info'
-        assert result['diff']['before'] != result['diff']['after']
-    else:
-        assert localpart == 'Info'
+@pytest.mark.parametrize('version', VERSIONS)
+def test_local_part_is_stored_lower_cased_and_every_spelling_is_one_alias(mailu_db, run, db_snapshot, version):
+    """Issue 7, item 6, for aliases: Mailu's config-import lower-cases their local part too."""
+    db = with_domain(run, mailu_db, version, 'example.org')
+    result = run('mailu_alias', db, email='Info@example.org', destination=['x@remote.org'])
+    assert result['changed'] is True
+    assert result['alias']['email'] == 'info@example.org'
+    assert alias_row(db, 'info@example.org')['localpart'] == 'info'
+    applied = db_snapshot(db)
+    for spelling in ('Info', 'INFO', 'info'):
+        for check in (True, False):
+            assert run('mailu_alias', db, check=check, email=spelling + '@example.org',
+                       destination=['x@remote.org'])['changed'] is False
+    assert db_snapshot(db) == applied
+
+
+@pytest.mark.parametrize('version', VERSIONS)
+def test_legacy_upper_case_alias_local_part_is_normalised_once(mailu_db, run, db_snapshot, version):
+    db = with_domain(run, mailu_db, version, 'example.org')
+    execute(db, "INSERT INTO alias (email, localpart, domain_name, destination, created_at, comment) "
+                "VALUES ('info@example.org', 'Info', 'example.org', 'x@remote.org', '2024-01-02', '')")
+    before = db_snapshot(db)
+    result = run('mailu_alias', db, check=True, email='Info@example.org')
+    assert result['changed'] is True
+    assert db_snapshot(db) == before
+    result = run('mailu_alias', db, diff=True, email='Info@example.org')
+    assert result['changed'] is True
+    old, new = result['diff']['before'], result['diff']['after']
+    assert (old['email'], new['email']) == ('Info@example.org', 'info@example.org')
+    assert {k for k in set(old) | set(new) if old.get(k) != new.get(k)} == {'email'}
+    row = alias_row(db, 'info@example.org')
+    assert (row['localpart'], row['destination'], row['updated_at']) == ('info', 'x@remote.org', datetime.date.today())
+    after = db_snapshot(db)
+    for check in (True, False):
+        assert run('mailu_alias', db, check=check, email='Info@example.org')['changed'] is False
+    assert db_snapshot(db) == after

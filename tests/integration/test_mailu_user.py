@@ -36,11 +36,11 @@ def test_four_steps_then_modification(mailu_db, run, db_snapshot, version):
     result = run('mailu_user', db, **args)
     assert result['changed'] is True
     email = 'john.doe@' + BUECHER
-    # Returned as Mailu shows it: the local part's case kept, the key lower-cased.
-    assert result['user']['email'] == 'John.Doe@' + BUECHER
+    # Stored as Mailu's config-import stores it: the local part lower-cased too.
+    assert result['user']['email'] == email
     row = user_row(db, email)
     assert row is not None
-    assert row['localpart'] == 'John.Doe'
+    assert row['localpart'] == 'john.doe'
     assert row['domain_name'] == BUECHER
     assert row['email'] == ('%s@%s' % (row['localpart'], row['domain_name'])).lower()
     assert rows(db, 'SELECT count(*) AS n FROM "user" WHERE email = lower(localpart || \'@\' || domain_name)') == [
@@ -72,7 +72,7 @@ def test_four_steps_then_modification(mailu_db, run, db_snapshot, version):
     assert row['displayed_name'] == 'John Doe'
     assert row['updated_at'] == datetime.date.today()
     assert row['password'] == applied['user'][0]['password']
-    assert row['localpart'] == 'John.Doe'
+    assert row['localpart'] == 'john.doe'
     assert row['quota_bytes'] == 2147483648
 
 
@@ -198,14 +198,133 @@ def test_user_address_used_by_an_alias_is_refused(mailu_db, run, db_snapshot):
     assert db_snapshot(db) == before
 
 
-def test_local_part_case_change_is_visible_in_the_diff(mailu_db, run):
-    db = with_domains(run, mailu_db, '2024.06', 'example.org')
-    run('mailu_user', db, email='John.Doe@example.org', password_hash=HASH)
-    result = run('mailu_user', db, diff=True, email='JOHN.DOE@example.org')
-    localpart = user_row(db, 'john.doe@example.org')['localpart']
-    # Either the case is not managed (nothing changes), or the change shows in the diff.
-    if result['changed']:
-        assert localpart == 'JOHN.DOE'
-        assert result['diff']['before'] != result['diff']['after']
-    else:
-        assert localpart == 'John.Doe'
+def mailu_has_email(db, domain, localpart):
+    """Mailu's Domain.has_email: the lower-cased local part against the stored ones."""
+    found = rows(db, 'SELECT localpart FROM "user" WHERE domain_name = %s UNION ALL '
+                     'SELECT localpart FROM alias WHERE domain_name = %s', (domain, domain))
+    return any(r['localpart'] == localpart.lower() for r in found)
+
+
+@pytest.mark.parametrize('version', VERSIONS)
+def test_local_part_is_stored_lower_cased_and_every_spelling_is_one_account(mailu_db, run, db_snapshot, version):
+    """Issue 7, item 6: stored as Mailu's config-import stores it, found by Mailu's lookups,
+    and John.Doe@ / JOHN.DOE@ / john.doe@ are the same account (no flip-flop)."""
+    db = with_domains(run, mailu_db, version, 'example.org')
+    args = dict(email='John.Doe@example.org', password_hash=HASH, displayed_name='John')
+    before = db_snapshot(db)
+    result = run('mailu_user', db, check=True, **args)
+    assert result['changed'] is True
+    assert db_snapshot(db) == before
+    result = run('mailu_user', db, **args)
+    assert result['changed'] is True
+    assert result['user']['email'] == 'john.doe@example.org'
+    row = user_row(db, 'john.doe@example.org')
+    assert (row['email'], row['localpart'], row['domain_name']) == ('john.doe@example.org', 'john.doe', 'example.org')
+    assert mailu_has_email(db, 'example.org', 'John.Doe') and mailu_has_email(db, 'example.org', 'john.doe')
+    applied = db_snapshot(db)
+    for spelling in ('John.Doe', 'JOHN.DOE', 'john.doe', 'John.Doe'):
+        for check in (True, False):
+            result = run('mailu_user', db, check=check, diff=True, email=spelling + '@Example.ORG', displayed_name='John')
+            assert result['changed'] is False, spelling
+            assert result['user']['email'] == 'john.doe@example.org'
+    assert db_snapshot(db) == applied
+    result = run('mailu_accounts', db, users=[dict(email='JOHN.DOE@example.org', displayed_name='John')])
+    assert result['changed'] is False
+    assert db_snapshot(db) == applied
+
+
+@pytest.mark.parametrize('version', VERSIONS)
+def test_legacy_upper_case_local_part_is_normalised_once(mailu_db, run, db_snapshot, version):
+    """Issue 7, item 6: a row whose local part has upper case (Mailu's web UI, or this
+    collection before 0.2) is lower-cased once, reported as a change with its diff."""
+    db = with_domains(run, mailu_db, version, 'example.org')
+    execute(db, 'INSERT INTO "user" (email, localpart, domain_name, password, created_at, quota_bytes, '
+                'global_admin, enable_imap, enable_pop, forward_enabled, reply_enabled, displayed_name, '
+                "spam_enabled) VALUES ('john.doe@example.org', 'John.Doe', 'example.org', %s, '2024-01-02', 5, "
+                "false, true, true, false, false, 'John', true)", (HASH,))
+    assert not mailu_has_email(db, 'example.org', 'john.doe')      # what the issue is about
+    before = db_snapshot(db)
+    args = dict(email='John.Doe@example.org', displayed_name='John')
+
+    result = run('mailu_user', db, check=True, diff=True, **args)
+    assert result['changed'] is True
+    assert db_snapshot(db) == before
+
+    result = run('mailu_user', db, diff=True, **args)
+    assert result['changed'] is True
+    old, new = result['diff']['before'], result['diff']['after']
+    assert (old['email'], new['email']) == ('John.Doe@example.org', 'john.doe@example.org')
+    assert {k for k in set(old) | set(new) if old.get(k) != new.get(k)} == {'email'}
+    row = user_row(db, 'john.doe@example.org')
+    assert (row['email'], row['localpart']) == ('john.doe@example.org', 'john.doe')
+    assert row['updated_at'] == datetime.date.today()
+    assert (row['password'], row['quota_bytes'], row['created_at']) == (HASH, 5, datetime.date(2024, 1, 2))
+    assert mailu_has_email(db, 'example.org', 'john.doe')
+    after = db_snapshot(db)
+
+    for check in (True, False):
+        assert run('mailu_user', db, check=check, **args)['changed'] is False
+    assert db_snapshot(db) == after
+
+
+@pytest.mark.parametrize('version', VERSIONS)
+def test_new_users_get_the_deployments_default_quota_and_spam_threshold(mailu_db, run, db_snapshot, version):
+    """Issue 7, item 8: DEFAULT_QUOTA / DEFAULT_SPAM_THRESHOLD of the deployment, for new users
+    only, under an explicit value; Mailu 1.9 has no DEFAULT_SPAM_THRESHOLD (always 80)."""
+    db = with_domains(run, mailu_db, version, 'example.org')
+    threshold = 65 if version == '2024.06' else 80
+    defaults = dict(default_quota='3G', default_spam_threshold=threshold)
+    args = dict(email='alice@example.org', password_hash=HASH, **defaults)
+    empty = db_snapshot(db)
+    assert run('mailu_user', db, check=True, **args)['changed'] is True
+    assert db_snapshot(db) == empty
+    result = run('mailu_user', db, **args)
+    assert result['changed'] is True
+    assert (result['user']['quota'], result['user']['spam_threshold']) == (3000000000, threshold)
+    row = user_row(db, 'alice@example.org')
+    assert (row['quota_bytes'], row['spam_threshold']) == (3000000000, threshold)
+    applied = db_snapshot(db)
+    for check in (True, False):
+        assert run('mailu_user', db, check=check, **args)['changed'] is False
+    assert db_snapshot(db) == applied
+    # Other settings later never touch an existing user.
+    for check in (True, False):
+        assert run('mailu_user', db, check=check, email='alice@example.org', default_quota='5G')['changed'] is False
+    assert db_snapshot(db) == applied
+    # An explicit value wins.
+    run('mailu_user', db, email='bob@example.org', password_hash=HASH, quota='1G', spam_threshold=90, **defaults)
+    row = user_row(db, 'bob@example.org')
+    assert (row['quota_bytes'], row['spam_threshold']) == (1000000000, 90)
+    # mailu_accounts takes the same options.
+    run('mailu_accounts', db, users=[dict(email='carol@example.org', password_hash=HASH)], **defaults)
+    row = user_row(db, 'carol@example.org')
+    assert (row['quota_bytes'], row['spam_threshold']) == (3000000000, threshold)
+
+
+def test_default_quota_is_capped_at_the_domains_max_quota(mailu_db, run):
+    """As Mailu's form for a new user: DEFAULT_QUOTA, at most the domain's max_quota_bytes."""
+    db = mailu_db('2024.06')
+    run('mailu_accounts', db, domains=[dict(name='small.org', max_quota='500M'), dict(name='big.org', max_quota='10G')])
+    run('mailu_accounts', db, default_quota='2G', users=[dict(email='a@small.org', password_hash=HASH),
+                                                         dict(email='a@big.org', password_hash=HASH)])
+    assert user_row(db, 'a@small.org')['quota_bytes'] == 500000000
+    assert user_row(db, 'a@big.org')['quota_bytes'] == 2000000000
+    # The domain's cap as declared in the same run.
+    run('mailu_accounts', db, default_quota='2G', domains=[dict(name='new.org', max_quota='1G')],
+        users=[dict(email='a@new.org', password_hash=HASH)])
+    assert user_row(db, 'a@new.org')['quota_bytes'] == 1000000000
+
+
+def test_default_spam_threshold_other_than_80_is_refused_on_mailu_1_9(mailu_db, run, db_snapshot):
+    db = with_domains(run, mailu_db, '1.9', 'example.org')
+    before = db_snapshot(db)
+    for module, args in (('mailu_user', dict(email='alice@example.org', password_hash=HASH)),
+                         ('mailu_accounts', dict(users=[dict(email='alice@example.org', password_hash=HASH)]))):
+        result = run(module, db, default_spam_threshold=70, **args)
+        assert result.get('failed') is True
+        assert result['msg'].startswith('option default_spam_threshold: value is 70')
+        assert 'Mailu 1.9' in result['msg'] and 'DEFAULT_SPAM_THRESHOLD' in result['msg']
+        assert db_snapshot(db) == before
+    assert run('mailu_user', db, email='alice@example.org', password_hash=HASH, default_spam_threshold=80,
+               spam_threshold=70)['changed'] is True
+    assert user_row(db, 'alice@example.org')['spam_threshold'] == 70

@@ -8,7 +8,7 @@ import json
 import psycopg
 import pytest
 from passlib.context import CryptContext
-from passlib.hash import bcrypt, bcrypt_sha256, sha512_crypt
+from passlib.hash import bcrypt, bcrypt_sha256, des_crypt, md5_crypt, pbkdf2_sha512, sha256_crypt, sha512_crypt
 from passlib.registry import list_crypt_handlers
 
 from dbutil import VERSIONS
@@ -134,28 +134,137 @@ def test_on_create_never_touches_an_existing_password(mailu_db, run, db_snapshot
     assert db_snapshot(db) == before
 
 
-@pytest.mark.parametrize('given', ['{SHA512-CRYPT}', '$bcrypt-sha256$', '{BLF-CRYPT}'])
-def test_password_hash_is_stored_as_given(mailu_db, run, db_snapshot, mailu_context, given):
+# Each {SCHEME} prefix Mailu's config-import strips (core/admin/mailu/schemas.py, PasswordField,
+# 1.9 and 2024.06), with a hash of the scheme Mailu <= 1.8 wrote under it.
+PREFIXED = {
+    '{PBKDF2}': lambda: pbkdf2_sha512.using(rounds=1000).hash(PASSWORD),
+    '{BLF-CRYPT}': lambda: bcrypt.using(rounds=4).hash(PASSWORD),
+    '{SHA512-CRYPT}': lambda: sha512_crypt.using(rounds=1000).hash(PASSWORD),
+    '{SHA256-CRYPT}': lambda: sha256_crypt.using(rounds=1000).hash(PASSWORD),
+    '{MD5-CRYPT}': lambda: md5_crypt.hash(PASSWORD),
+    '{CRYPT}': lambda: des_crypt.hash(PASSWORD[:8]),
+}
+
+
+@pytest.mark.parametrize('version', VERSIONS)
+@pytest.mark.parametrize('prefix', sorted(PREFIXED))
+def test_password_hash_prefix_is_stripped_as_mailu_import_does(mailu_db, run, db_snapshot, mailu_context,
+                                                             version, prefix):
+    """Issue 7, item 7: stored as config-import stores it, without the prefix."""
+    db = mailu_db(version)
+    run('mailu_domain', db, name='example.org')
+    bare = PREFIXED[prefix]()
+    args = dict(email='alice@example.org', password_hash=prefix + bare)
+    empty = db_snapshot(db)
+    assert run('mailu_user', db, check=True, **args)['changed'] is True
+    assert db_snapshot(db) == empty
+    assert run('mailu_user', db, **args)['changed'] is True
+    assert stored_password(db, 'alice@example.org') == bare
+    assert mailu_context.verify(PASSWORD if prefix != '{CRYPT}' else PASSWORD[:8], bare) is True
+    applied = db_snapshot(db)
+    for check in (True, False):
+        assert run('mailu_user', db, check=check, **args)['changed'] is False
+    assert db_snapshot(db) == applied
+
+
+def test_password_hash_without_a_known_prefix_is_stored_as_given(mailu_db, run):
     db = mailu_db()
     run('mailu_domain', db, name='example.org')
-    value = {
-        '{SHA512-CRYPT}': '{SHA512-CRYPT}' + sha512_crypt.using(rounds=1000).hash(PASSWORD),
-        '$bcrypt-sha256$': bcrypt_sha256.using(rounds=5).hash(PASSWORD),
-        '{BLF-CRYPT}': '{BLF-CRYPT}' + bcrypt.using(rounds=4).hash(PASSWORD),
-    }[given]
-    result = run('mailu_user', db, email='alice@example.org', password_hash=value)
-    assert result['changed'] is True
+    value = bcrypt_sha256.using(rounds=5).hash(PASSWORD)
+    assert run('mailu_user', db, email='alice@example.org', password_hash=value)['changed'] is True
     assert stored_password(db, 'alice@example.org') == value
-    before = db_snapshot(db)
-    result = run('mailu_user', db, email='alice@example.org', password_hash=value, update_password='always')
-    assert result['changed'] is False
-    assert db_snapshot(db) == before
 
+
+def mailu_login(db, email, password, rounds):
+    """What Mailu's User.check_password does on a successful login: verify, and write
+    back the hash passlib says is outdated (CREDENTIAL_ROUNDS = rounds)."""
+    schemes = [name for name in list_crypt_handlers() if name != 'scrypt' and not name.endswith('plaintext')]
+    context = CryptContext(schemes=schemes, default='bcrypt_sha256', bcrypt_sha256__rounds=rounds, deprecated='auto')
+    stored = stored_password(db, email)
+    for prefix in PREFIXED:
+        if stored.startswith(prefix):
+            stored = stored[len(prefix):]
+    ok, new = context.verify_and_update(password, stored)
+    assert ok
+    if new:
+        set_password(db, email, new)
+    return new
+
+
+@pytest.mark.parametrize('module', ['mailu_user', 'mailu_accounts'])
+@pytest.mark.parametrize('kind', ['{BLF-CRYPT}', '$2b$', '{SHA512-CRYPT}', '$6$', 'bcrypt_sha256-other-rounds',
+                                  'bcrypt_sha256-v1'])
+def test_always_refuses_a_hash_mailu_rewrites_at_login(mailu_db, run, db_snapshot, module, kind):
+    """Issue 7, item 7: with update_password=always such a hash would be written back on every
+    run after the user's first login; it is refused with a message naming the user and what
+    to do, for a new user as for an existing one, and nothing is written."""
+    db = mailu_db()
+    run('mailu_domain', db, name='example.org')
+    run('mailu_user', db, email='bob@example.org', password='Bob-Pass-1', hash_rounds=4)
+    value = {
+        '{BLF-CRYPT}': lambda: '{BLF-CRYPT}' + bcrypt.using(rounds=4).hash(PASSWORD),
+        '$2b$': lambda: bcrypt.using(rounds=4).hash(PASSWORD),
+        '{SHA512-CRYPT}': lambda: '{SHA512-CRYPT}' + sha512_crypt.using(rounds=1000).hash(PASSWORD),
+        '$6$': lambda: sha512_crypt.using(rounds=1000).hash(PASSWORD),
+        'bcrypt_sha256-other-rounds': lambda: bcrypt_sha256.using(rounds=5).hash(PASSWORD),
+        'bcrypt_sha256-v1': lambda: bcrypt_sha256.using(rounds=4, version=1).hash(PASSWORD),
+    }[kind]()
+    before = db_snapshot(db)
+    for email in ('alice@example.org', 'bob@example.org'):
+        user = dict(email=email, password_hash=value)
+        args = dict(update_password='always', hash_rounds=4)
+        if module == 'mailu_user':
+            args.update(user)
+        else:
+            args['users'] = [dict(email='carol@example.org', password='Carol-Pass-1'), user]
+        result = run(module, db, **args)
+        assert result.get('failed') is True, result
+        msg = result['msg']
+        assert msg.startswith('user %s: password_hash is ' % email)
+        for words in ('first login', 'update_password=always', 'password', '$bcrypt-sha256$v=2,t=2b,r=4$',
+                      'update_password=on_create'):
+            assert words in msg
+        assert value not in msg
+        assert db_snapshot(db) == before
+
+
+@pytest.mark.parametrize('version', VERSIONS)
+def test_always_with_a_hash_mailu_keeps_reports_no_change_after_a_login(mailu_db, run, db_snapshot, version):
+    """Issue 7, item 7: the hash update_password=always accepts is the one Mailu's login keeps,
+    so a run after a login changes nothing."""
+    db = mailu_db(version)
+    run('mailu_domain', db, name='example.org')
+    value = bcrypt_sha256.using(rounds=4).hash(PASSWORD)
+    args = dict(email='alice@example.org', password_hash=value, update_password='always', hash_rounds=4)
+    assert run('mailu_user', db, check=True, **args)['changed'] is True
+    assert run('mailu_user', db, **args)['changed'] is True
+    assert mailu_login(db, 'alice@example.org', PASSWORD, rounds=4) is None
+    applied = db_snapshot(db)
+    for check in (True, False):
+        assert run('mailu_user', db, check=check, **args)['changed'] is False
+    assert db_snapshot(db) == applied
+    # The plain password is the way to declare it in any other form: after a login that
+    # rewrote a legacy hash, it still verifies and nothing is written.
+    set_password(db, 'alice@example.org', '{SHA512-CRYPT}' + sha512_crypt.using(rounds=1000).hash(PASSWORD))
+    assert mailu_login(db, 'alice@example.org', PASSWORD, rounds=4) is not None
+    relogged = db_snapshot(db)
+    for check in (True, False):
+        assert run('mailu_user', db, check=check, email='alice@example.org', password=PASSWORD,
+                   update_password='always', hash_rounds=4)['changed'] is False
+    assert db_snapshot(db) == relogged
+
+
+def test_always_with_a_new_mailu_hash_replaces_the_stored_one(mailu_db, run, mailu_context):
+    db = with_user(run, mailu_db)
     other = bcrypt_sha256.using(rounds=4).hash(WRONG)
-    result = run('mailu_user', db, email='alice@example.org', password_hash=other, update_password='always')
+    result = run('mailu_user', db, diff=True, email='alice@example.org', password_hash=other,
+                 update_password='always', hash_rounds=4)
     assert result['changed'] is True
+    assert (result['diff']['before']['password'], result['diff']['after']['password']) == ('(hash set)', '(new hash)')
     assert stored_password(db, 'alice@example.org') == other
     assert mailu_context.verify(WRONG, other) is True
+    assert run('mailu_user', db, email='alice@example.org', password_hash=other, update_password='always',
+               hash_rounds=4)['changed'] is False
 
 
 def test_creation_without_password_or_hash_fails(mailu_db, run, db_snapshot):

@@ -9,7 +9,7 @@
 # user-defined bridge network like Mailu's compose file does (subnet
 # 192.168.203.0/24, resolver at .254; SMOKE_SUBNET=a.b.c overrides the first
 # three octets) with a self-signed certificate, and checks: every healthcheck
-# turns healthy, the admin created the schema (alembic head), front serves the
+# turns healthy (the real images' checks: 30 s at least), the admin created the schema (alembic head), front serves the
 # certificate on 443 and the TLS mail ports and proxies to the backends, and a
 # replaced certificate is served after `nginx -s reload` (plus `doveadm reload`
 # for 2024.06's mail ports). Everything is removed at the end.
@@ -151,11 +151,21 @@ run webmail "$webmail_image:$version" --env-file "$tmp/mailu.env" -v "$tmp/webma
 phase "docker run (9 containers)"
 
 # --- every healthcheck healthy -------------------------------------------------
-deadline=$((SECONDS + 180))
+# The stand-ins carry the real images' HEALTHCHECKs: Docker's defaults (first
+# probe 30 s after the start, every 30 s), so this takes at least 30 s. redis
+# (both releases) and 1.9's fetchmail have no healthcheck at all, as the real
+# images: for them "running" is all there is.
+no_health=(redis)
+if [[ $family == 1.9 ]]; then no_health+=(fetchmail); fi
+deadline=$((SECONDS + 150))
 while :; do
     waiting=()
     for svc in "${services[@]}"; do
         state=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$project-$svc")
+        if [[ " ${no_health[*]} " == *" $svc "* ]]; then
+            [[ $state == "running none" ]] || fail "$svc is '$state', expected running without a healthcheck"
+            continue
+        fi
         case $state in
             "running healthy") ;;
             "running starting") waiting+=("$svc") ;;
@@ -163,10 +173,10 @@ while :; do
         esac
     done
     ((${#waiting[@]} == 0)) && break
-    ((SECONDS < deadline)) || fail "not healthy after 180s: ${waiting[*]}"
+    ((SECONDS < deadline)) || fail "not healthy after 150s: ${waiting[*]}"
     sleep 1
 done
-phase "all 9 healthchecks healthy"
+phase "healthchecks healthy (Docker's 30 s interval)"
 
 # --- the admin made the schema ---------------------------------------------------
 got=$(psql -d mailu -Atc 'SELECT version_num FROM alembic_version')
@@ -223,10 +233,13 @@ got=$(http_get "http://$front_ip/")
 [[ $got == "301 https://$front_ip/" ]] || fail "port 80 answered '$got', expected a redirect to https"
 got=$(http_get "https://$front_ip/admin/")
 [[ $got == "200 "* ]] || fail "https://front/admin/ answered '$got' (proxy to the admin)"
-[[ $(greeting 25) == "220 "*Postfix* ]] || fail "port 25 does not reach smtp"
+# Port 25 is front's nginx mail module, as in Mailu: it greets by itself and
+# reaches smtp only after its auth_http lookup (the front stand-in's own tests).
+got=$(greeting 25)
+[[ $got == "220 "*ESMTP* ]] || fail "port 25 greets with '$got', expected front's ESMTP greeting"
 [[ $(greeting 993 tls) == "* OK "* ]] || fail "port 993 does not reach imap"
 [[ $(greeting 995 tls) == "+OK "* ]] || fail "port 995 does not reach imap (pop3)"
-log "front: 80 redirects, /admin reaches the admin, 25/993/995 reach smtp/imap"
+log "front: 80 redirects, /admin reaches the admin, 25 greets, 993/995 reach imap"
 phase "front TLS and proxy checks"
 
 make_cert mail-two.smoke.test
@@ -245,9 +258,12 @@ for port in "${tls_ports[@]}"; do
     got=$(served_cn "$port")
     [[ $got == mail-two.smoke.test ]] || fail "port $port serves CN '$got' after the reload(s), expected mail-two.smoke.test"
 done
-docker logs "$project-front" 2>&1 | grep -q 'nginx -s reload' || fail "front did not log the nginx reload"
+# The whole log first: `docker logs | grep -q` fails under pipefail when grep
+# stops reading early (SIGPIPE), and front's log is long.
+front_log=$(docker logs "$project-front" 2>&1)
+[[ $front_log == *'nginx -s reload'* ]] || fail "front did not log the nginx reload"
 if [[ $family == 2024.06 ]]; then
-    docker logs "$project-front" 2>&1 | grep -q 'doveadm reload' || fail "front did not log the doveadm reload"
+    [[ $front_log == *'doveadm reload'* ]] || fail "front did not log the doveadm reload"
 fi
 log "after the reload(s) front serves mail-two.smoke.test on ${tls_ports[*]}"
 phase "certificate replace + reload"

@@ -91,7 +91,7 @@ options:
         when it does not verify, so hashes that Mailu rewrote at login are left alone. A pre-computed
         hash is written when it differs from the stored string.
       - V(always) refuses a pre-computed hash that Mailu's login replaces, that is any hash but
-        C($bcrypt-sha256$v=2,t=2b,r=N$...) with N = O(hash_rounds) (Mailu's C(CREDENTIAL_ROUNDS)):
+        C($bcrypt-sha256$v=2,t=2b,r=N$...) with N = O(hash_rounds) (Mailu's C(CREDENTIAL_ROUNDS)), since
         after the user's first login every run would write the old hash back. The error names the
         user; give its plain-text password instead, a bcrypt_sha256 hash with O(hash_rounds) rounds,
         or use V(on_create).

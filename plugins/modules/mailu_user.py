@@ -29,7 +29,7 @@ options:
       - The address of the account, C(localpart@domain). The domain must exist
         (M(nantral.mailu.mailu_domain)).
       - It is stored lower-cased, local part included, with the domain in punycode, as Mailu's
-        C(config-import) stores it: Mailu's own lookups only find lower-case local parts.
+        C(config-import) stores it, since Mailu's own lookups only find lower-case local parts.
         V(John.Doe@example.org) and V(john.doe@example.org) are the same account.
       - A stored local part with upper case (written by Mailu's web UI or an older version of this
         collection) is lower-cased once, reported as a change, when the user is declared present.

@@ -149,7 +149,7 @@ PREFIXED = {
 @pytest.mark.parametrize('version', VERSIONS)
 @pytest.mark.parametrize('prefix', sorted(PREFIXED))
 def test_password_hash_prefix_is_stripped_as_mailu_import_does(mailu_db, run, db_snapshot, mailu_context,
-                                                             version, prefix):
+                                                               version, prefix):
     """Issue 7, item 7: stored as config-import stores it, without the prefix."""
     db = mailu_db(version)
     run('mailu_domain', db, name='example.org')

@@ -9,6 +9,8 @@ tests/standins/smoke.sh does):
   schema (Alembic's ConfigParser refuses the ``%``) and keeps running;
 * the same password through PGPASSWORD, with a password-less URI, creates it
   up to the release's Alembic head (1.9 and 2024.06);
+* a 2024.06 admin upgrades a 1.9 schema along Mailu's revisions; a 1.9 admin
+  on a 2024.06 schema fails its upgrade (unknown revision) and serves anyway;
 * 2024.06's ``/ping`` healthcheck passes without the schema and with the
   database unreachable; 1.9's (``/sso/login?next=ui.index``) fails in both
   cases, also when Docker itself runs it;
@@ -113,6 +115,7 @@ def stand(docker_client):
             for release in RELEASES:
                 for case in ('pct', 'pgpass'):
                     conn.execute('CREATE DATABASE %s OWNER mailu' % dbname(case, release))
+            conn.execute('CREATE DATABASE mailu_upgrade OWNER mailu')
         with open(hba, 'a', encoding='utf-8') as handle:
             handle.write('host all all %s scram-sha-256\n' % subnet)
         server._run('pg_ctl', '-D', server.data_dir, '-l', os.path.join(server.base_dir, 'postgres.log'),  # pylint: disable=protected-access
@@ -135,16 +138,16 @@ class Stand:
         self.containers = containers
         self.admins = {}
 
-    def admin(self, case, release):
+    def admin(self, case, release, database=None):
         """The admin stand-in of ``release`` on our network, one per case (started once)."""
         if (case, release) in self.admins:
             return self.admins[case, release]
         host = '%s:%d' % (self.gateway, self.server.port)
+        database = database or dbname(case, release)
         if case == 'pct':
-            env = dict(SQLALCHEMY_DATABASE_URI='postgresql://mailu:%s@%s/%s' % (
-                DB_PASSWORD_IN_URL, host, dbname(case, release)))
+            env = dict(SQLALCHEMY_DATABASE_URI='postgresql://mailu:%s@%s/%s' % (DB_PASSWORD_IN_URL, host, database))
         else:
-            env = dict(SQLALCHEMY_DATABASE_URI='postgresql://mailu@%s/%s' % (host, dbname(case, release)),
+            env = dict(SQLALCHEMY_DATABASE_URI='postgresql://mailu@%s/%s' % (host, database),
                        PGPASSWORD=DB_PASSWORD)
         container = self.client.containers.run(
             '%s/admin:%s' % (PREFIX, release), detach=True, environment=env, network=self.network.name,
@@ -260,6 +263,23 @@ def test_database_unreachable(admins, release):
             assert healthcheck(container) == 0
     finally:
         admins.network.connect(container)
+
+
+def test_upgrade_from_19_and_no_downgrade(stand):
+    """A 2024.06 admin brings a 1.9 schema to its head; a 1.9 admin then fails its upgrade and serves anyway."""
+    first = wait_serving(stand.admin('upgrade-first', '1.9', database='mailu_upgrade'))
+    first.stop(timeout=5)
+    assert stand.sql('mailu_upgrade', 'SELECT version_num FROM alembic_version') == [(HEADS['1.9'],)]
+    wait_serving(stand.admin('upgrade-then', '2024.06', database='mailu_upgrade'))
+    assert stand.sql('mailu_upgrade', 'SELECT version_num FROM alembic_version') == [(HEADS['2024.06'],)]
+    columns = stand.sql('mailu_upgrade', "SELECT column_name FROM information_schema.columns WHERE table_name = 'user' "
+                                         "AND column_name IN ('spam_mark_as_read', 'allow_spoofing', "
+                                         "'change_pw_next_login') ORDER BY ordinal_position")
+    assert columns == [('spam_mark_as_read',), ('allow_spoofing',), ('change_pw_next_login',)]
+    older = wait_serving(stand.admin('downgrade', '1.9', database='mailu_upgrade'))
+    assert "Can't locate revision identified by '0ba45693748d'" in logs(older)
+    assert 'flask db upgrade failed' in logs(older)
+    assert stand.sql('mailu_upgrade', 'SELECT version_num FROM alembic_version') == [(HEADS['2024.06'],)]
 
 
 @pytest.mark.parametrize('image,release', sorted(REAL_HEALTHCHECKS), ids=lambda v: str(v))

@@ -282,7 +282,7 @@ def test_upgrade_from_19_and_no_downgrade(stand):
     assert stand.sql('mailu_upgrade', 'SELECT version_num FROM alembic_version') == [(HEADS['2024.06'],)]
 
 
-@pytest.mark.parametrize('image,release', sorted(REAL_HEALTHCHECKS), ids=lambda v: str(v))
+@pytest.mark.parametrize('image,release', sorted(REAL_HEALTHCHECKS), ids=str)
 def test_healthcheck_settings_equal_the_real_dockerfile(docker_client, image, release):
     source, test, start_period = REAL_HEALTHCHECKS[image, release]
     config = docker_client.api.inspect_image('%s/%s:%s' % (PREFIX, image, release))['Config']

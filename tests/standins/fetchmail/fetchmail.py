@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Mailu fetchmail TEST STAND-IN (tests/standins/README.md): fetches nothing.
 
 Named /fetchmail.py like Mailu's, whose 2.x healthcheck looks for a process of

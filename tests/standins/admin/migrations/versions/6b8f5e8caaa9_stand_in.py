@@ -1,11 +1,8 @@
 """Enlarge token.ip (no effect on PostgreSQL).
 
 Stand-in revision (tests/standins/README.md) with the ID of Mailu's own
-migration 6b8f5e8caaa9. IF NOT EXISTS: on a fresh 2.x install the columns
-already come with the release's DDL (revision 3b7eee912b41).
+migration 6b8f5e8caaa9. Nothing to do on PostgreSQL.
 """
-
-from alembic import op
 
 revision = '6b8f5e8caaa9'
 down_revision = '7ac252f2bbbf'

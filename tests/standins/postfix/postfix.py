@@ -87,6 +87,11 @@ def main_cf():
         '# Written by the Mailu smtp TEST STAND-IN (not Mailu): the relay-relevant',
         '# settings of Mailu %s core/postfix/conf/main.cf, on Debian Postfix.' % FAMILY,
         'compatibility_level = 3.6',
+        # 2.x main.cf sets these two; 1.9's Postfix 3.6 behaved like "no" for both
+        # (neither existed yet). Pipelining before the greeting is then allowed,
+        # which 1.9's healthcheck (echo QUIT | nc) relies on.
+        'smtpd_forbid_unauth_pipelining = no',
+        'smtpd_forbid_bare_newline = %s' % ('no' if FAMILY == '1.9' else 'yes'),
         'mydomain = %s' % env('DOMAIN', 'example.test'),
         'myhostname = %s' % hostname,
         'myorigin = $mydomain',

@@ -280,10 +280,11 @@ def test_postfix_overrides_applied_like_start_py(stack):
     # The map is compiled (lmdb, as on Mailu's Alpine) and its copy removed.
     listing = smtp.exec_run(['ls', '/etc/postfix']).output.decode().split()
     assert 'b2test.map.lmdb' in listing and 'b2test.map' not in listing
-    assert smtp.exec_run(['postmap', '-q', 'example.org', 'lmdb:/etc/postfix/b2test.map']).output.decode().strip() == 'b2slow:'
+    query = smtp.exec_run(['postmap', '-q', 'example.org', 'lmdb:/etc/postfix/b2test.map'])
+    assert query.output.decode().strip() == 'b2slow:'
     # The relay settings of main.cf.
     assert postconf('-h', 'smtpd_authorized_xclient_hosts') == str(stack.subnet)
-    expected = '127.0.0.1/32 [::1]/128 %s' % stack.subnet if stack.version == '1.9' else '127.0.0.1/32 %s' % stack.subnet
+    expected = ('127.0.0.1/32 [::1]/128 %s' if stack.version == '1.9' else '127.0.0.1/32 %s') % stack.subnet
     assert postconf('-h', 'mynetworks') == expected
     assert postconf('-h', 'smtpd_relay_restrictions').replace(',', ' ').split() == [
         'permit_mynetworks', 'permit_sasl_authenticated', 'reject_unauth_destination']

@@ -50,7 +50,8 @@ PROXY_CONF, PROXY_PID = '/etc/nginx/dovecot-proxy.conf', '/run/dovecot/master.pi
 AUTH_PORT = 8000
 HEALTH_PORT = 80 if FAMILY == '1.9' else 10204
 CERTS = '/certs'
-# The mail ports other than 25 (nginx's mail module serves 25): implicit TLS or not, the backend service and port, and for
+# The mail ports other than 25 (nginx's mail module serves 25): implicit TLS or
+# not, the backend service and port, and for
 # 2024.06 whether the Dovecot proxy (rather than nginx) serves it.
 MAIL_PORTS = {
     465: (True, 'smtp', 10025, True),
@@ -264,7 +265,8 @@ def write_configs():
         with open(PROXY_CONF, 'w', encoding='utf-8') as handle:
             handle.write(proxy_config(settings))
     listening = sorted(p for p in settings.ports if p in (80, 443) and (p == 80 or settings.tls))
-    listening += [25] + [port for port, _tls, _backend in settings.mail_listeners(False) + settings.mail_listeners(True)]
+    listening.append(25)
+    listening += [port for port, _tls, _backend in settings.mail_listeners(False) + settings.mail_listeners(True)]
     log('TLS %s; listening on %s' % ('on' if settings.tls else 'off', ', '.join(str(p) for p in sorted(listening))))
     return settings
 

@@ -298,7 +298,7 @@ def test_smtp_healthcheck_is_mailus(stack, docker_client):
         assert check == {'Test': ['CMD-SHELL', 'echo QUIT|nc localhost 25|grep "220 .* ESMTP Postfix"'],
                          'StartPeriod': 350 * 10**9}
     else:
-        assert check == {'Test': ['CMD-SHELL', '! /usr/lib/postfix/sbin/master -t'], 'StartPeriod': 30 * 10**9}
+        assert check == {'Test': ['CMD-SHELL', '! /usr/libexec/postfix/master -t'], 'StartPeriod': 30 * 10**9}
     smtp = stack.smtp()
     test = check['Test'][1]
     assert smtp.exec_run(['sh', '-c', test]).exit_code == 0

@@ -74,7 +74,7 @@ class Stack:
             for config in (net.attrs.get('IPAM') or {}).get('Config') or []:
                 if config.get('Subnet'):
                     used.add(ipaddress.ip_network(config['Subnet'], strict=False))
-        for _ in range(50):
+        for _attempt in range(50):
             candidate = ipaddress.ip_network('10.249.%d.0/24' % random.randrange(1, 255))
             if any(candidate.overlaps(other) for other in used):
                 continue

@@ -288,7 +288,7 @@ def _smtp_server():
     name is resolved at every request (smtp starts after front); the admin
     retries for minutes, the stand-in for about ten seconds."""
     value = _env('HOST_SMTP' if FAMILY == '1.9' else 'SMTP_ADDRESS', 'smtp') or 'smtp'
-    host, _, port = value.partition(':')
+    host, _colon, port = value.partition(':')
     port = int(port) if FAMILY == '1.9' and port.isdigit() else 25
     for attempt in range(5):
         try:

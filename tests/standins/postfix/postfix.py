@@ -50,7 +50,7 @@ def log(message):
 
 def bracket_v6(cidr):
     """SUBNET6 as 2.x main.cf writes it: [address]/length (brackets stripped first)."""
-    address, _, length = cidr.replace('[', '').replace(']', '').partition('/')
+    address, _slash, length = cidr.replace('[', '').replace(']', '').partition('/')
     return '[%s]/%s' % (address, length)
 
 

@@ -295,3 +295,22 @@ def test_wait_for_schema_gives_up(run, db_snapshot, db):
     refused(run, db_snapshot, db, 'mailu_domain', ['no Mailu schema', 'waited'],
             name='example.net', wait_for_schema=1)
     assert 0.9 <= time.monotonic() - started < 5
+
+
+# -- Control characters in addresses and names (issue 8, item 3) ----------------------------
+
+@pytest.mark.parametrize('module, args, fragments', [
+    ('mailu_user', dict(email='nl\n@example.org', password_hash=HASH), ['email', 'control characters']),
+    ('mailu_user', dict(email='alice@example.org', forward_destination=['nl\n@remote.org']), ['user alice@example.org', 'forward_destination', 'control characters']),
+    ('mailu_alias', dict(email='nl\n@example.org', destination=['alice@example.org']), ['email', 'control characters']),
+    ('mailu_alias', dict(email='pat%\n@example.org', wildcard=True, destination=['alice@example.org']), ['email', 'control characters']),
+    ('mailu_alias', dict(email='contact@example.org', destination=['alice@example.org', 'nl\n@remote.org']),
+     ['alias contact@example.org', 'destination', 'control characters']),
+    ('mailu_domain', dict(name='example.org', managers=['alice\n@example.org']), ['domain example.org', 'managers', 'control characters']),
+    ('mailu_domain', dict(name='example.org', alternatives=['example.net\x00']), ['domain example.org', 'alternatives']),
+    ('mailu_accounts', dict(users=[dict(email='nl\n@example.org', password_hash=HASH)]), ['email', 'control characters']),
+    ('mailu_accounts', dict(aliases=[dict(email='x@example.org', destination=['a@ remote.org'])]),
+     ['alias x@example.org', 'destination', 'control characters']),
+])
+def test_control_character_in_an_address_is_refused(run, db_snapshot, db, module, args, fragments):
+    refused(run, db_snapshot, db, module, fragments, **args)

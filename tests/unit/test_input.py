@@ -162,3 +162,47 @@ def test_integer_bounds():
         mailu_input.integer(-2, 'domain', 'd', 'max_users', -1)
     with pytest.raises(InputError, match='between 0 and 100'):
         mailu_input.integer(101, 'user', 'u', 'spam_threshold', 0, 100)
+
+
+# -- Control characters (issue 8, item 3) ---------------------------------------------------
+# Python's ``$`` also matches before a final newline, so ``nl\n`` passed a ``^...$`` check.
+CONTROLLED = ['nl\n', 'nl\r', 'n\tl', 'nl\x0b', 'nl\x00', 'nl\x1f', 'nl\x7f', 'nl\x85', 'nl\u2028']
+
+
+@pytest.mark.parametrize('localpart', CONTROLLED)
+@pytest.mark.parametrize('wildcard', [False, True])
+def test_address_rejects_a_control_character_in_the_local_part(localpart, wildcard):
+    value = localpart + '@example.org'
+    with pytest.raises(InputError) as info:
+        mailu_input.address(value, 'user', value, 'email', wildcard=wildcard)
+    assert (info.value.kind, info.value.field) == ('user', 'email')
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize('value', ['nl@\nexample.org', 'nl@ example.org', 'nl @example.org', 'nl@example.org\n.',
+                                   'nl@exam\tple.org', 'nl@example.org\x00'])
+def test_address_rejects_whitespace_or_control_characters_around_the_domain(value):
+    with pytest.raises(InputError):
+        mailu_input.address(value, 'user', 'u', 'email')
+
+
+@pytest.mark.parametrize('item', [c + '@example.org' for c in CONTROLLED] + [
+    'nl@ example.org', 'nl@exam\x0bple.org', 'nl@example.org\x00', 'nl @example.org'])
+def test_address_list_rejects_control_characters(item):
+    with pytest.raises(InputError) as info:
+        mailu_input.address_list(['ok@example.org', item], 'alias', 'a@x.org', 'destination', 1023)
+    assert (info.value.name, info.value.field) == ('a@x.org', 'destination')
+
+
+@pytest.mark.parametrize('value', ['exam\nple.org', 'example.org\x00', 'exa\x7fmple.org', 'example.\x0borg'])
+def test_domain_name_rejects_control_characters(value):
+    with pytest.raises(InputError) as info:
+        mailu_input.domain_name(value, 'domain', 'd', 'alternatives')
+    assert info.value.field == 'alternatives'
+
+
+def test_surrounding_whitespace_is_still_ignored():
+    """A YAML block scalar ends in a newline: around the whole value it is not part of it."""
+    assert mailu_input.address('alice@example.org\n', 'user', 'u', 'email')[2] == 'alice@example.org'
+    assert mailu_input.address_list([' alice@example.org\n'], 'alias', 'a', 'destination', 1023) == 'alice@example.org'
+    assert mailu_input.domain_name('example.org\n', 'domain', 'd', 'name') == 'example.org'

@@ -52,7 +52,8 @@ class InputError(MailuError):
 _LOCALPART = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]+", re.UNICODE)
 _LABEL = re.compile(r'(?!-)[a-z0-9-]{1,63}(?<!-)')
 
-_SIZE = re.compile(r'(\d+(?:\.\d+)?)\s*(?:([KMGT])(I)?)?B?', re.IGNORECASE)
+_SIZE = re.compile(r'([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGT])(I)?)?B?', re.IGNORECASE)
+_DATE = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}')
 
 
 @functools.lru_cache(maxsize=4096)
@@ -134,11 +135,20 @@ def address_list(values, kind, name, field, length):
 
 def size(value, kind, name, field):
     """Bytes from an integer or a size such as ``1G``, ``500M``, ``1.5GB`` (powers of
-    1000, as Mailu's quotas) or ``2GiB`` (powers of 1024)."""
+    1000, as Mailu's quotas) or ``2GiB`` (powers of 1024).
+
+    The result must be a whole number of bytes: ``0.4`` was rounded to 0, which Mailu
+    reads as no limit at all.  A float is taken only when it is whole (Jinja arithmetic
+    such as ``{{ 1.5 * 1000**3 }}`` gives one); ``1.5`` is refused, not rounded.
+    """
     if isinstance(value, bool):
         raise InputError(kind, name, field, 'must be a size such as 1G, 500M or a number of bytes, got %r' % (value,))
     if isinstance(value, int):
         number = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise InputError(kind, name, field, 'must be a whole number of bytes, got %r' % (value,))
+        number = int(value)
     else:
         match = _SIZE.fullmatch(str(value).strip())
         if not match:
@@ -146,8 +156,15 @@ def size(value, kind, name, field):
             raise InputError(kind, name, field, '%s, got %r' % (problem, value))
         number_text, unit, binary = match.groups()
         power = ' KMGT'.index(unit.upper()) if unit else 0
-        # Decimal, not float: byte counts beyond 2**53 must stay exact.
-        number = int((decimal.Decimal(number_text) * (1024 if binary else 1000) ** power).to_integral_value())
+        # Decimal, not float, with every digit kept: byte counts beyond 2**53 must stay
+        # exact, and a fraction of a byte must not be rounded away.
+        with decimal.localcontext() as context:
+            context.prec = len(number_text) + 16
+            exact = decimal.Decimal(number_text) * (1024 if binary else 1000) ** power
+        if exact != exact.to_integral_value():
+            raise InputError(kind, name, field, 'must be a whole number of bytes, got %r (%s bytes)'
+                             % (value, '{0:f}'.format(exact.normalize())))
+        number = int(exact)
     if number < 0:
         raise InputError(kind, name, field, 'must not be negative, got %r' % (value,))
     if number > 2 ** 63 - 1:
@@ -156,10 +173,15 @@ def size(value, kind, name, field):
 
 
 def date(value, kind, name, field):
-    if isinstance(value, datetime.date):
+    """A date written YYYY-MM-DD; Python's fromisoformat alone also takes 20240601 and
+    2024-W22-6."""
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
         return value
+    text = str(value).strip()
     try:
-        return datetime.date.fromisoformat(str(value).strip())
+        if not _DATE.fullmatch(text):
+            raise ValueError(text)
+        return datetime.date.fromisoformat(text)
     except ValueError:
         raise InputError(kind, name, field, 'must be a date YYYY-MM-DD, got %r' % (value,))
 

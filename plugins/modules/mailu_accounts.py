@@ -95,7 +95,7 @@ options:
       password_hash:
         description:
           - A pre-computed hash in any form Mailu's login accepts, stored without a C({SCHEME}) prefix of
-            Mailu 1.8, as Mailu's C(config-import) stores it. It must be complete: the settings and salt without
+            Mailu 1.8, as Mailu's C(config-import) stores it. It must be complete; the settings and salt without
             the checksum (such as C($6$rounds=5000$salt$)) are refused.
           - With O(update_password=always), only a C($bcrypt-sha256$v=2,t=2b,r=N$...) hash with N = O(hash_rounds)
             is accepted, since Mailu replaces any other at the first login.
@@ -201,8 +201,9 @@ options:
     choices: [domains, users, aliases]
     default: []
 notes:
-  - The module's arguments are not written to the managed host's system log, where thousands of
-    accounts would end up otherwise.
+  - The module's arguments are never written to the managed host's system log or journal (AnsibleModule's
+    C(Invoked with ...) line), where thousands of accounts would end up otherwise. Secrets are masked in
+    the result as in any module, and the task's own C(no_log) hides the result from the controller's output.
 seealso:
   - module: nantral.mailu.mailu_domain
   - module: nantral.mailu.mailu_user
@@ -334,11 +335,10 @@ schema:
   sample: {release: "2024.06", revision: 0ba45693748d}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_accounts import KINDS, accounts_argument_spec
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_db import connection_argument_spec
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_module import (
+    QuietModule,
     check_requirements,
     exit_json,
     run_accounts,
@@ -349,9 +349,9 @@ from ansible_collections.nantral.mailu.plugins.module_utils.mailu_module import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(accounts_argument_spec())
-    # no_log=True here only keeps the invocation out of the host's syslog/journal:
-    # thousands of accounts would flood it.  Secrets are still masked in the result.
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, no_log=True)
+    # Thousands of accounts would flood the host's syslog/journal, so this module's
+    # invocation is never logged there.
+    module = QuietModule(argument_spec=argument_spec, supports_check_mode=True)
     check_requirements(module)
     declared = dict((kind, module.params[kind]) for kind in KINDS)
     plan, queries, release = run_accounts(module, declared, purge=module.params['purge'])

@@ -55,7 +55,7 @@ options:
         C({BLF-CRYPT}$2b$...), C($2b$...), C({SHA512-CRYPT}$6$...), C($6$...), C($pbkdf2-sha512$...) and the
         other passlib formats.
       - A hash must be complete. The settings and salt alone, without the checksum (such as
-        C($6$rounds=5000$salt$)), are refused: no password would ever match them.
+        C($6$rounds=5000$salt$)), are refused, since no password would ever match them.
       - It is stored as Mailu's C(config-import) stores it, without a C({SCHEME}) prefix of Mailu 1.8
         (C({PBKDF2}), C({BLF-CRYPT}), C({SHA512-CRYPT}), C({SHA256-CRYPT}), C({MD5-CRYPT}), C({CRYPT})).
       - Mailu replaces any hash but bcrypt_sha256 at C(CREDENTIAL_ROUNDS) at the user's first login, so

@@ -301,7 +301,8 @@ def test_wait_for_schema_gives_up(run, db_snapshot, db):
 
 @pytest.mark.parametrize('module, args, fragments', [
     ('mailu_user', dict(email='nl\n@example.org', password_hash=HASH), ['email', 'control characters']),
-    ('mailu_user', dict(email='alice@example.org', forward_destination=['nl\n@remote.org']), ['user alice@example.org', 'forward_destination', 'control characters']),
+    ('mailu_user', dict(email='alice@example.org', forward_destination=['nl\n@remote.org']),
+     ['user alice@example.org', 'forward_destination', 'control characters']),
     ('mailu_alias', dict(email='nl\n@example.org', destination=['alice@example.org']), ['email', 'control characters']),
     ('mailu_alias', dict(email='pat%\n@example.org', wildcard=True, destination=['alice@example.org']), ['email', 'control characters']),
     ('mailu_alias', dict(email='contact@example.org', destination=['alice@example.org', 'nl\n@remote.org']),

@@ -230,7 +230,7 @@ def test_size_says_why_a_fraction_is_refused():
 ])
 def test_size_accepts_a_whole_number_of_bytes_from_a_fraction_or_a_float(value, expected):
     result = size(value)
-    assert result == expected and type(result) is int
+    assert result == expected and isinstance(result, int) and not isinstance(result, bool)
 
 
 @pytest.mark.parametrize('value', ['20240601', '2024-W22-6', '2024-153', '2024-06-01T00:00', '2024-06-01 12:00',

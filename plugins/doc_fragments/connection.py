@@ -111,7 +111,8 @@ notes:
 options:
   default_quota:
     description:
-      - The quota of a user created without a quota of its own, as bytes or a size such as V(1G). Set it to
+      - The quota of a user created without a quota of its own, as bytes or a size such as V(1G) (a whole
+        number of bytes, as for a user's quota). Set it to
         Mailu's C(DEFAULT_QUOTA) setting (C(mailu.env)), so that the collection's new users get what
         Mailu's admin gives its own.
       - It is capped at the domain's maximum user quota when the domain has one, as Mailu's form for a

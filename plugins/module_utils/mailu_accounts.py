@@ -19,6 +19,7 @@ from ansible_collections.nantral.mailu.plugins.module_utils import mailu_input a
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_input import InputError, MailuError
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_passwords import (
     check_hash,
+    check_password,
     hash_password,
     hash_scheme,
     parallel_map,
@@ -211,8 +212,9 @@ def parse_user(item, release):
     if item.get('password') is not None and item.get('password_hash') is not None:
         raise InputError('user', email, 'password', 'and password_hash are mutually exclusive')
     if item.get('password') is not None:
-        if not item['password']:
-            raise InputError('user', email, 'password', 'must not be empty')
+        problem = check_password(item['password'])
+        if problem:
+            raise InputError('user', email, 'password', problem)
         extra['password'] = item['password']
     if item.get('password_hash') is not None:
         problem = check_hash(item['password_hash'])
@@ -523,6 +525,7 @@ class Planner(object):
                 if obj.password is None and obj.password_hash is None:
                     raise InputError('user', key, 'password', 'or password_hash is required to create the user')
                 row = self._create_row(USER, key, self._new_user_fields(obj))
+                _check_reply_dates(obj, row, 'the default')
                 row['password'] = obj.password_hash
                 if obj.password is not None:
                     to_hash.append((row, obj.password))
@@ -530,6 +533,7 @@ class Planner(object):
                 self.plan.report['users']['created'].append(key)
                 continue
             changes = self._row_changes(USER, obj, current)
+            _check_reply_dates(obj, dict(current, **changes), 'the stored value')
             if self.update_password == 'always':
                 if obj.password is not None:
                     to_verify.append((changes, obj.password, current['password']))
@@ -584,6 +588,20 @@ class Planner(object):
                 if self.want_diff:
                     self._diff('aliases', key, view(ALIAS, self.release, current),
                                view(ALIAS, self.release, dict(current, **changes)))
+
+
+def _check_reply_dates(obj, row, undeclared):
+    """Refuses an auto-reply that ends before it starts (Mailu would never send it), when
+    the declaration sets one of its dates; ``undeclared`` says where the other came from."""
+    start, end = row['reply_startdate'], row['reply_enddate']
+    if end >= start or not ('reply_startdate' in obj.fields or 'reply_enddate' in obj.fields):
+        return
+    if 'reply_enddate' in obj.fields:
+        origin = '' if 'reply_startdate' in obj.fields else ' (%s)' % undeclared
+        raise InputError('user', obj.key, 'reply_enddate', 'is %s, before reply_startdate %s%s'
+                         % (end.isoformat(), start.isoformat(), origin))
+    raise InputError('user', obj.key, 'reply_startdate', 'is %s, after reply_enddate %s (%s)'
+                     % (start.isoformat(), end.isoformat(), undeclared))
 
 
 # --------------------------------------------------------------------------------------

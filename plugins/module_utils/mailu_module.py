@@ -8,13 +8,32 @@ connection, errors as fail_json, and the result."""
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.warnings import get_deprecations, get_warnings
 
 from ansible_collections.nantral.mailu.plugins.module_utils import mailu_accounts, mailu_db
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_input import IDNA_IMPORT_ERROR, MailuError
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_passwords import PASSLIB_IMPORT_ERROR
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_schema import DEFAULT_CREDENTIAL_ROUNDS, SCHEMA_HEADS
+
+
+class QuietModule(AnsibleModule):
+    """An AnsibleModule that never writes to the host's system log or journal.
+
+    AnsibleModule(no_log=True) alone does not do it: the controller sends
+    _ansible_no_log with every task (false unless the task sets no_log), and
+    AnsibleModule puts it in place of the constructor's value before it logs
+    "Invoked with <arguments>".  Only the logging is concerned: no_log options are
+    still masked in the result, and the task's own no_log still hides it.
+    """
+
+    @property
+    def no_log(self):
+        return True
+
+    @no_log.setter
+    def no_log(self, value):
+        pass
 
 
 def check_requirements(module, passwords=True):

@@ -20,6 +20,7 @@ import traceback
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_schema import (
     LEGACY_HASH_PREFIXES,
     PASSWORD_SCHEME,
+    PLAIN_PASSWORD_LENGTH,
 )
 
 PASSLIB_IMPORT_ERROR = None
@@ -86,9 +87,23 @@ def check_hash(stored):
     handler = _context(12).handler(scheme)
     if hasattr(handler, 'from_string'):
         try:
-            handler.from_string(strip_legacy_prefix(stored))
+            parsed = handler.from_string(strip_legacy_prefix(stored))
         except (ValueError, TypeError) as exc:
             return 'is not a well-formed %s hash (%s)' % (scheme, exc)
+        # passlib also parses a salt and settings without the digest (crypt(3)'s
+        # "setting", such as $6$rounds=5000$salt$); no password ever matches one.
+        if not getattr(parsed, 'checksum', True):
+            return 'has no checksum: it is the settings and salt of a %s hash, not the hash of a password' % scheme
+    return None
+
+
+def check_password(plain):
+    """Why Mailu could not use ``plain`` as a password, or None when it can."""
+    if not plain:
+        return 'must not be empty'
+    if len(plain) > PLAIN_PASSWORD_LENGTH:
+        return ('is longer than %d characters, the most passlib hashes or verifies: Mailu could never accept it'
+                % PLAIN_PASSWORD_LENGTH)
     return None
 
 

@@ -125,6 +125,9 @@ NAME_LENGTH = 80          # domain.name, alternative.name, every domain_name
 EMAIL_LENGTH = 255        # user.email, alias.email, manager.user_email
 LOCALPART_LENGTH = 80
 PASSWORD_LENGTH = 255
+# passlib's MAX_PASSWORD_SIZE, which Mailu's admin image leaves at its default: passlib
+# refuses to hash or verify a longer plain password, so Mailu's login never accepts one.
+PLAIN_PASSWORD_LENGTH = 4096
 
 # What Mailu writes for a password: passlib bcrypt_sha256 v2, CREDENTIAL_ROUNDS rounds.
 PASSWORD_SCHEME = 'bcrypt_sha256'

@@ -53,7 +53,7 @@ options:
         description: Most aliases in Mailu's UI; V(-1) for no limit (new domains).
         type: int
       max_quota:
-        description: Largest user quota in Mailu's UI, bytes or a size such as V(1G); V(0) for no cap (new domains).
+        description: Largest user quota in Mailu's UI, bytes or a size such as V(1G) (whole bytes); V(0) for no cap (new domains).
         type: raw
       signup_enabled:
         description: Whether visitors may sign up in this domain. New domains get V(false).
@@ -88,17 +88,22 @@ options:
         default: present
         choices: [present, absent]
       password:
-        description: The password in plain text, stored as a hash. Needed, or O(users[].password_hash), to create a user.
+        description:
+          - The password in plain text, stored as a hash. Needed, or O(users[].password_hash), to create a user.
+          - At most 4096 characters, the most passlib (and so Mailu's login) takes.
         type: str
       password_hash:
         description:
           - A pre-computed hash in any form Mailu's login accepts, stored without a C({SCHEME}) prefix of
-            Mailu 1.8, as Mailu's C(config-import) stores it.
+            Mailu 1.8, as Mailu's C(config-import) stores it. It must be complete; the settings and salt without
+            the checksum (such as C($6$rounds=5000$salt$)) are refused.
           - With O(update_password=always), only a C($bcrypt-sha256$v=2,t=2b,r=N$...) hash with N = O(hash_rounds)
             is accepted, since Mailu replaces any other at the first login.
         type: str
       quota:
-        description: Mailbox quota, bytes or a size such as V(1G), V(500M), V(2GiB); V(0) for no limit. New users get O(default_quota).
+        description:
+          - Mailbox quota, bytes or a size such as V(1G), V(500M), V(2GiB); V(0) for no limit. New users get O(default_quota).
+          - It must come to a whole number of bytes (V(1.5G) does, V(0.4) and V(1.5) do not and are refused).
         type: raw
       global_admin:
         description: Whether the user administers the whole Mailu. New users get V(false).
@@ -144,10 +149,11 @@ options:
         description: Body of the auto-reply.
         type: str
       reply_startdate:
-        description: First day of the auto-reply, C(YYYY-MM-DD).
+        description: First day of the auto-reply, exactly C(YYYY-MM-DD).
         type: str
       reply_enddate:
-        description: Last day of the auto-reply, C(YYYY-MM-DD).
+        description:
+          - Last day of the auto-reply, exactly C(YYYY-MM-DD); not before the declared, or else stored, O(users[].reply_startdate).
         type: str
       spam_enabled:
         description: Whether spam goes to the Junk folder. New users get V(true).
@@ -195,8 +201,9 @@ options:
     choices: [domains, users, aliases]
     default: []
 notes:
-  - The module's arguments are not written to the managed host's system log, where thousands of
-    accounts would end up otherwise.
+  - The module's arguments are never written to the managed host's system log or journal (AnsibleModule's
+    C(Invoked with ...) line), where thousands of accounts would end up otherwise. Secrets are masked in
+    the result as in any module, and the task's own C(no_log) hides the result from the controller's output.
 seealso:
   - module: nantral.mailu.mailu_domain
   - module: nantral.mailu.mailu_user
@@ -328,11 +335,10 @@ schema:
   sample: {release: "2024.06", revision: 0ba45693748d}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_accounts import KINDS, accounts_argument_spec
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_db import connection_argument_spec
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_module import (
+    QuietModule,
     check_requirements,
     exit_json,
     run_accounts,
@@ -343,9 +349,9 @@ from ansible_collections.nantral.mailu.plugins.module_utils.mailu_module import 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(accounts_argument_spec())
-    # no_log=True here only keeps the invocation out of the host's syslog/journal:
-    # thousands of accounts would flood it.  Secrets are still masked in the result.
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, no_log=True)
+    # Thousands of accounts would flood the host's syslog/journal, so this module's
+    # invocation is never logged there.
+    module = QuietModule(argument_spec=argument_spec, supports_check_mode=True)
     check_requirements(module)
     declared = dict((kind, module.params[kind]) for kind in KINDS)
     plan, queries, release = run_accounts(module, declared, purge=module.params['purge'])

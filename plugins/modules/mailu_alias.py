@@ -27,6 +27,8 @@ options:
       - With O(wildcard=true) the local part is an SQL C(LIKE) pattern (C(%) and C(_)).
       - Stored lower-cased, local part included, as Mailu's C(config-import) stores it. A stored local part
         with upper case is lower-cased once, reported as a change, when the alias is declared present.
+      - Spaces and line breaks around the address are ignored; a space or control character (such as a
+        newline) inside it is refused.
     type: str
     required: true
   state:
@@ -38,6 +40,7 @@ options:
     description:
       - Addresses the alias delivers to; required to create an alias. Stored sorted and without
         duplicates, as Mailu does.
+      - Spaces around an address are ignored; a space or control character inside one is refused.
     type: list
     elements: str
   wildcard:

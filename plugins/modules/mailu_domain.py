@@ -50,7 +50,8 @@ options:
   max_quota:
     description:
       - Largest quota Mailu's UI lets a manager give a user of this domain, as bytes or a size such as
-        V(1G) or V(2GiB). V(0) means no cap (new domains).
+        V(1G) or V(2GiB). V(0) means no cap (new domains). It must come to a whole number of bytes, as
+        O(nantral.mailu.mailu_user#module:quota) must.
     type: raw
   signup_enabled:
     description: Whether visitors may sign up for an account in this domain. New domains get V(false).

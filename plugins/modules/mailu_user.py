@@ -31,6 +31,8 @@ options:
       - It is stored lower-cased, local part included, with the domain in punycode, as Mailu's
         C(config-import) stores it, since Mailu's own lookups only find lower-case local parts.
         V(John.Doe@example.org) and V(john.doe@example.org) are the same account.
+      - Spaces and line breaks around the address are ignored; a space or control character (such as a
+        newline) inside it is refused.
       - A stored local part with upper case (written by Mailu's web UI or an older version of this
         collection) is lower-cased once, reported as a change, when the user is declared present.
     type: str
@@ -45,12 +47,15 @@ options:
   password:
     description:
       - The password in plain text; it is stored as a hash. Needed, or O(password_hash), to create a user.
+      - At most 4096 characters, the most passlib (and so Mailu's login) takes; an empty or longer one is refused.
     type: str
   password_hash:
     description:
       - A pre-computed hash in any form Mailu's login accepts, such as C($bcrypt-sha256$...),
         C({BLF-CRYPT}$2b$...), C($2b$...), C({SHA512-CRYPT}$6$...), C($6$...), C($pbkdf2-sha512$...) and the
         other passlib formats.
+      - A hash must be complete. The settings and salt alone, without the checksum (such as
+        C($6$rounds=5000$salt$)), are refused, since no password would ever match them.
       - It is stored as Mailu's C(config-import) stores it, without a C({SCHEME}) prefix of Mailu 1.8
         (C({PBKDF2}), C({BLF-CRYPT}), C({SHA512-CRYPT}), C({SHA256-CRYPT}), C({MD5-CRYPT}), C({CRYPT})).
       - Mailu replaces any hash but bcrypt_sha256 at C(CREDENTIAL_ROUNDS) at the user's first login, so
@@ -61,6 +66,9 @@ options:
     description:
       - Mailbox quota, as bytes or a size such as V(1G), V(500M) (powers of 1000, as Mailu counts) or
         V(2GiB) (powers of 1024). V(0) means no limit. New users get O(default_quota).
+      - The size must come to a whole number of bytes. V(1.5G) is 1500000000 bytes; V(0.4) or V(1.0001K)
+        is refused rather than rounded (V(0.4) rounded to V(0), which is no limit at all). A number is
+        taken as it is when it is whole, such as V(1500000000.0) from Jinja arithmetic; V(1.5) is refused.
     type: raw
   global_admin:
     description: Whether the user administers the whole Mailu. New users get V(false).
@@ -90,7 +98,9 @@ options:
     description: Whether incoming mail is forwarded to O(forward_destination). New users get V(false).
     type: bool
   forward_destination:
-    description: Addresses mail is forwarded to. Stored sorted and without duplicates, as Mailu does.
+    description:
+      - Addresses mail is forwarded to. Stored sorted and without duplicates, as Mailu does.
+      - Spaces around an address are ignored; a space or control character inside one is refused.
     type: list
     elements: str
   forward_keep:
@@ -106,10 +116,15 @@ options:
     description: Body of the auto-reply.
     type: str
   reply_startdate:
-    description: First day of the auto-reply, C(YYYY-MM-DD). New users get V(1900-01-01).
+    description:
+      - First day of the auto-reply, exactly C(YYYY-MM-DD) (other ISO 8601 forms such as C(20240601) are
+        refused). New users get V(1900-01-01).
     type: str
   reply_enddate:
-    description: Last day of the auto-reply, C(YYYY-MM-DD). New users get V(2999-12-31).
+    description:
+      - Last day of the auto-reply, exactly C(YYYY-MM-DD). New users get V(2999-12-31).
+      - It may not be before O(reply_startdate), the one declared or else the one stored (a reply that ends
+        before it starts is never sent); the same day for both is a one-day reply.
     type: str
   spam_enabled:
     description: Whether spam filtering moves spam to the Junk folder. New users get V(true).

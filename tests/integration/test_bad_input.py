@@ -295,3 +295,96 @@ def test_wait_for_schema_gives_up(run, db_snapshot, db):
     refused(run, db_snapshot, db, 'mailu_domain', ['no Mailu schema', 'waited'],
             name='example.net', wait_for_schema=1)
     assert 0.9 <= time.monotonic() - started < 5
+
+
+# -- Control characters in addresses and names (issue 8, item 3) ----------------------------
+
+@pytest.mark.parametrize('module, args, fragments', [
+    ('mailu_user', dict(email='nl\n@example.org', password_hash=HASH), ['email', 'control characters']),
+    ('mailu_user', dict(email='alice@example.org', forward_destination=['nl\n@remote.org']),
+     ['user alice@example.org', 'forward_destination', 'control characters']),
+    ('mailu_alias', dict(email='nl\n@example.org', destination=['alice@example.org']), ['email', 'control characters']),
+    ('mailu_alias', dict(email='pat%\n@example.org', wildcard=True, destination=['alice@example.org']), ['email', 'control characters']),
+    ('mailu_alias', dict(email='contact@example.org', destination=['alice@example.org', 'nl\n@remote.org']),
+     ['alias contact@example.org', 'destination', 'control characters']),
+    ('mailu_domain', dict(name='example.org', managers=['alice\n@example.org']), ['domain example.org', 'managers', 'control characters']),
+    ('mailu_domain', dict(name='example.org', alternatives=['example.net\x00']), ['domain example.org', 'alternatives']),
+    ('mailu_accounts', dict(users=[dict(email='nl\n@example.org', password_hash=HASH)]), ['email', 'control characters']),
+    ('mailu_accounts', dict(aliases=[dict(email='x@example.org', destination=['a@ remote.org'])]),
+     ['alias x@example.org', 'destination', 'control characters']),
+])
+def test_control_character_in_an_address_is_refused(run, db_snapshot, db, module, args, fragments):
+    refused(run, db_snapshot, db, module, fragments, **args)
+
+
+# -- Sizes, hashes, passwords and dates (issue 8, item 6) ------------------------------------
+
+@pytest.mark.parametrize('quota', ['0.4', 1.5, '1.0001K'])
+def test_quota_that_is_not_a_whole_number_of_bytes(run, db_snapshot, db, quota):
+    """'0.4' was stored as 0, which Mailu reads as no limit at all."""
+    refused(run, db_snapshot, db, 'mailu_user', ['user alice@example.org', 'quota', 'whole number of bytes'],
+            email='alice@example.org', quota=quota)
+
+
+def test_max_quota_and_default_quota_that_are_not_whole_bytes(run, db_snapshot, db):
+    refused(run, db_snapshot, db, 'mailu_domain', ['domain example.org', 'max_quota', 'whole number of bytes'],
+            name='example.org', max_quota='0.4')
+    refused(run, db_snapshot, db, 'mailu_accounts', ['option default_quota', 'whole number of bytes'],
+            default_quota=0.5, users=[dict(email='new@example.org', password_hash=HASH)])
+
+
+def test_quota_as_a_whole_float_is_accepted(run, db):
+    """Jinja arithmetic such as {{ 1.5 * 1000**3 }} gives a float."""
+    result = run('mailu_user', db, email='alice@example.org', quota=1.5 * 10 ** 9)
+    assert result['changed'] is True and result['user']['quota'] == 1500000000
+    assert run('mailu_user', db, email='alice@example.org', quota='1.5G')['changed'] is False
+
+
+@pytest.mark.parametrize('value', ['$6$rounds=5000$salt$', '$2b$12$' + 'a' * 21 + 'e', '{SHA512-CRYPT}$6$salt'])
+def test_password_hash_without_checksum(run, db_snapshot, db, value):
+    refused(run, db_snapshot, db, 'mailu_user', ['user bob@example.org', 'password_hash', 'checksum'],
+            email='bob@example.org', password_hash=value)
+
+
+@pytest.mark.parametrize('module, args', [
+    ('mailu_user', dict(email='bob@example.org')),
+    ('mailu_user', dict(email='alice@example.org', update_password='always')),
+    ('mailu_accounts', dict(users=[dict(email='alice@example.org'), dict(email='bob@example.org')])),
+])
+def test_password_longer_than_passlib_takes(run, db_snapshot, db, module, args):
+    """It ended in passlib's PasswordSizeError, which named neither the user nor the field."""
+    long_password = 'p' * 4097
+    if module == 'mailu_accounts':
+        args['users'][1]['password'] = long_password
+    else:
+        args['password'] = long_password
+    result = refused(run, db_snapshot, db, module, ['user %s' % ('alice' if 'alice' in args.get('email', '') else 'bob'),
+                                                    'password', '4096'], **args)
+    assert long_password not in result['msg']
+
+
+@pytest.mark.parametrize('field', ['reply_startdate', 'reply_enddate'])
+@pytest.mark.parametrize('value', ['20240601', '2024-W22-6', '2024-06-01T00:00'])
+def test_reply_date_in_another_iso_form(run, db_snapshot, db, field, value):
+    refused(run, db_snapshot, db, 'mailu_user', ['user alice@example.org', field, 'YYYY-MM-DD'],
+            email='alice@example.org', **{field: value})
+
+
+def test_reply_enddate_before_reply_startdate(run, db_snapshot, db):
+    refused(run, db_snapshot, db, 'mailu_user', ['user alice@example.org', 'reply_enddate', '2024-05-31', '2024-06-01'],
+            email='alice@example.org', reply_startdate='2024-06-01', reply_enddate='2024-05-31')
+
+
+def test_reply_enddate_before_the_stored_reply_startdate(run, db_snapshot, db):
+    assert run('mailu_user', db, email='alice@example.org', reply_startdate='2024-06-01')['changed'] is True
+    refused(run, db_snapshot, db, 'mailu_user', ['user alice@example.org', 'reply_enddate', '2024-06-01'],
+            email='alice@example.org', reply_enddate='2024-05-31')
+    refused(run, db_snapshot, db, 'mailu_accounts', ['user bob@example.org', 'reply_startdate', '2999-12-31'],
+            users=[dict(email='alice@example.org', reply_enddate='2999-12-31'),
+                   dict(email='bob@example.org', password_hash=HASH, reply_startdate='3000-01-01')])
+
+
+def test_reply_of_one_day_is_accepted(run, db):
+    result = run('mailu_user', db, email='alice@example.org', reply_startdate='2024-06-01', reply_enddate='2024-06-01')
+    assert result['changed'] is True
+    assert (result['user']['reply_startdate'], result['user']['reply_enddate']) == ('2024-06-01', '2024-06-01')

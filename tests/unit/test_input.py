@@ -162,3 +162,80 @@ def test_integer_bounds():
         mailu_input.integer(-2, 'domain', 'd', 'max_users', -1)
     with pytest.raises(InputError, match='between 0 and 100'):
         mailu_input.integer(101, 'user', 'u', 'spam_threshold', 0, 100)
+
+
+# -- Control characters (issue 8, item 3) ---------------------------------------------------
+# Python's ``$`` also matches before a final newline, so ``nl\n`` passed a ``^...$`` check.
+CONTROLLED = ['nl\n', 'nl\r', 'n\tl', 'nl\x0b', 'nl\x00', 'nl\x1f', 'nl\x7f', 'nl\x85', 'nl\u2028']
+
+
+@pytest.mark.parametrize('localpart', CONTROLLED)
+@pytest.mark.parametrize('wildcard', [False, True])
+def test_address_rejects_a_control_character_in_the_local_part(localpart, wildcard):
+    value = localpart + '@example.org'
+    with pytest.raises(InputError) as info:
+        mailu_input.address(value, 'user', value, 'email', wildcard=wildcard)
+    assert (info.value.kind, info.value.field) == ('user', 'email')
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize('value', ['nl@\nexample.org', 'nl@ example.org', 'nl @example.org', 'nl@example.org\n.',
+                                   'nl@exam\tple.org', 'nl@example.org\x00'])
+def test_address_rejects_whitespace_or_control_characters_around_the_domain(value):
+    with pytest.raises(InputError):
+        mailu_input.address(value, 'user', 'u', 'email')
+
+
+@pytest.mark.parametrize('item', [c + '@example.org' for c in CONTROLLED] + [
+    'nl@ example.org', 'nl@exam\x0bple.org', 'nl@example.org\x00', 'nl @example.org'])
+def test_address_list_rejects_control_characters(item):
+    with pytest.raises(InputError) as info:
+        mailu_input.address_list(['ok@example.org', item], 'alias', 'a@x.org', 'destination', 1023)
+    assert (info.value.name, info.value.field) == ('a@x.org', 'destination')
+
+
+@pytest.mark.parametrize('value', ['exam\nple.org', 'example.org\x00', 'exa\x7fmple.org', 'example.\x0borg'])
+def test_domain_name_rejects_control_characters(value):
+    with pytest.raises(InputError) as info:
+        mailu_input.domain_name(value, 'domain', 'd', 'alternatives')
+    assert info.value.field == 'alternatives'
+
+
+def test_surrounding_whitespace_is_still_ignored():
+    """A YAML block scalar ends in a newline: around the whole value it is not part of it."""
+    assert mailu_input.address('alice@example.org\n', 'user', 'u', 'email')[2] == 'alice@example.org'
+    assert mailu_input.address_list([' alice@example.org\n'], 'alias', 'a', 'destination', 1023) == 'alice@example.org'
+    assert mailu_input.domain_name('example.org\n', 'domain', 'd', 'name') == 'example.org'
+
+
+# -- Sizes are whole bytes, dates are YYYY-MM-DD (issue 8, item 6) --------------------------
+
+@pytest.mark.parametrize('value', ['0.4', '1.5', '0.5B', '1.0001K', '0.0000000001G', 0.4, 1.5, 1e-3,
+                                   float('nan'), float('inf'), '\u0663'])
+def test_size_refuses_what_is_not_a_whole_number_of_bytes(value):
+    """'0.4' used to be stored as 0, which Mailu reads as no limit, and 1.5 as 2."""
+    with pytest.raises(InputError) as info:
+        size(value)
+    assert (info.value.kind, info.value.name, info.value.field) == ('user', 'alice@example.org', 'quota')
+
+
+def test_size_says_why_a_fraction_is_refused():
+    with pytest.raises(InputError, match=r"whole number of bytes, got '0\.4' \(0\.4 bytes\)"):
+        size('0.4')
+
+
+@pytest.mark.parametrize('value, expected', [
+    (2.0, 2), (1500000000.0, 1500000000), (1.5 * 10 ** 9, 1500000000), (0.0, 0), ('1.50G', 1500000000),
+    ('0.001K', 1),
+])
+def test_size_accepts_a_whole_number_of_bytes_from_a_fraction_or_a_float(value, expected):
+    result = size(value)
+    assert result == expected and isinstance(result, int) and not isinstance(result, bool)
+
+
+@pytest.mark.parametrize('value', ['20240601', '2024-W22-6', '2024-153', '2024-06-01T00:00', '2024-06-01 12:00',
+                                   '+2024-06-01', '2024-6-1', '\u0662024-06-01'])
+def test_date_must_be_yyyy_mm_dd(value):
+    with pytest.raises(InputError, match='YYYY-MM-DD') as info:
+        mailu_input.date(value, 'user', 'u', 'reply_enddate')
+    assert info.value.field == 'reply_enddate'

@@ -130,3 +130,34 @@ def test_parallel_map_gives_the_same_results_as_a_loop(monkeypatch):
 def test_parallel_map_of_one_job_or_none_stays_in_process():
     assert mailu_passwords.parallel_map(square_in, [5]) == [(os.getpid(), 25)]
     assert mailu_passwords.parallel_map(square_in, []) == []
+
+
+# -- A hash without its checksum, a password passlib refuses (issue 8, item 6) --------------
+
+@pytest.mark.parametrize('stored', [
+    '$6$rounds=5000$salt$', '$6$salt$', '$6$salt', '$5$rounds=5000$salt$', '$1$salt$', '{MD5-CRYPT}$1$salt',
+    '{SHA512-CRYPT}$6$rounds=5000$salt$', '$2b$12$' + 'a' * 21 + 'e', '{BLF-CRYPT}$2b$12$' + 'a' * 21 + 'e',
+    '$pbkdf2-sha512$25000$c2FsdA$', '$apr1$salt', '$sha1$1000$salt', '$P$H8uLuGObC',
+])
+def test_check_hash_rejects_a_configuration_without_checksum(stored):
+    """passlib parses a salt and settings without the digest, which no password matches."""
+    problem = mailu_passwords.check_hash(stored)
+    assert problem and 'checksum' in problem
+
+
+@pytest.mark.parametrize('kind', sorted(VERIFIABLE))
+def test_check_hash_still_accepts_complete_hashes(kind):
+    assert mailu_passwords.check_hash(VERIFIABLE[kind](PASSWORD)) is None
+
+
+@pytest.mark.parametrize('plain, problem', [
+    ('', 'must not be empty'), ('x' * 4097, 'longer than 4096'), ('é' * 4097, 'longer than 4096'),
+])
+def test_check_password_refuses(plain, problem):
+    assert problem in mailu_passwords.check_password(plain)
+
+
+@pytest.mark.parametrize('plain', ['x', 'x' * 4096, 'é' * 4096])
+def test_check_password_accepts_what_passlib_hashes(plain):
+    assert mailu_passwords.check_password(plain) is None
+    assert mailu_passwords.verify_password((plain, mailu_passwords.hash_password((plain, 4)))) is True

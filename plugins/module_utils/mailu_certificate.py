@@ -105,6 +105,10 @@ DEFAULT_COMPOSE_PROJECT = 'mailu'
 # the end: a week still catches a stale lineage in good time.
 DEFAULT_MIN_DAYS_VALID = 7
 PREVIOUS_SUFFIX = '.previous'
+# Where the Certbot deploy hook, its retry and the module record the last handoff's outcome.
+DEFAULT_STATE_FILE = '/var/lib/nantral-mailu/certificate-handoff.json'
+STATE_OK = 'ok'
+STATE_REFUSED = 'refused'
 # Inside Certbot's live/NAME directory.
 LINEAGE_CERTIFICATE = 'fullchain.pem'
 LINEAGE_PRIVATE_KEY = 'privkey.pem'
@@ -891,6 +895,57 @@ def _handoff_locked(src, certs_dir, cert_place, key_place, cert_filename, key_fi
         message += ('the new files were removed, but reloading front failed again: %s' % again
                     if again else 'the new files were removed and front was reloaded')
     raise ReloadError(message, result)
+
+
+# ---------------------------------------------------------------- state of the last handoff
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def read_state(path):
+    """The state recorded in ``path`` (a JSON object): ``{}`` when there is none.  A state
+    file that cannot be read or parsed counts as a refusal, saying so: it is never ignored."""
+    try:
+        with open(path, 'rb') as handle:
+            state = json.loads(handle.read(MAX_SOURCE_BYTES).decode('utf-8'))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        return dict(status=STATE_REFUSED, message='the state file %s cannot be read: %s' % (path, exc))
+    if not isinstance(state, dict) or state.get('status') not in (STATE_OK, STATE_REFUSED):
+        return dict(status=STATE_REFUSED, message='the state file %s holds no handoff state' % path)
+    return state
+
+
+def record_state(path, source, by, error=None, previous=None):
+    """Record the outcome of a handoff in ``path`` (written then renamed, mode 0644: no secret in
+    it): ``refused`` with the error's message, or ``ok``.  ``since`` keeps the time of the first
+    refusal of a series.  Returns the state written."""
+    previous = read_state(path) if previous is None else previous
+    state = dict(status=STATE_REFUSED if error else STATE_OK, time=_now(), source=os.fspath(source), by=by)
+    if error:
+        state['message'] = str(error)
+        state['since'] = previous.get('since', state['time']) if previous.get('status') == STATE_REFUSED else state['time']
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _atomic_write(_Place(fd, name, path), (json.dumps(state, indent=2, sort_keys=True) + '\n').encode('utf-8'),
+                      CERT_MODE)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return state
+
+
+def describe_state(state):
+    """One sentence about a recorded refusal."""
+    return 'the handoff from %s was refused by the %s at %s%s: %s' % (
+        state.get('source', '?'), state.get('by', '?'), state.get('time', '?'),
+        ' (refused since %s)' % state['since'] if state.get('since') not in (None, state.get('time')) else '',
+        state.get('message', 'no message'))
 
 
 # ---------------------------------------------------------------- command line

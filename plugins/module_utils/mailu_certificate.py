@@ -23,6 +23,8 @@ key_filename='key.pem', keep_previous=True, check_mode=False) -> HandoffResult``
 1. Reads ``source``: a Certbot lineage directory (``live/NAME``: its ``fullchain.pem``
    and ``privkey.pem``, symlinks resolved, the real files read), or a pair
    ``(certificate_path, private_key_path)``, the certificate file holding the full chain.
+   A file over ``MAX_SOURCE_BYTES`` (1 MiB) is refused; the PEM scan is linear in the
+   size of its input, whatever it holds.
 2. Validates it, all problems at once, before anything is touched: the key matches
    the leaf certificate; each certificate is issued (and, for RSA PKCS#1 v1.5, ECDSA
    and EdDSA, signed) by the next one, and a leaf that is not self-signed is followed
@@ -30,25 +32,30 @@ key_filename='key.pem', keep_previous=True, check_mode=False) -> HandoffResult``
    ``min_days_valid`` days; the leaf's DNS names (subjectAltName only, wildcards as
    in RFC 6125: ``*`` alone as the leftmost label, matching exactly one label) cover
    every name in ``hostnames`` (an empty list skips that check).
+   Before all this, ``cert_filename``, ``key_filename`` and their ``.previous`` must be
+   four different files (one file for chain and key would lose the key).
 3. Takes an exclusive lock (flock) on ``certs_dir`` for the steps that follow, so
    that the role and the hook never interleave; waits up to ``LOCK_TIMEOUT`` s.
    Compares with the pair installed in ``certs_dir`` by content (the chain's DER
    certificates, and whether the installed key belongs to the new leaf), never by
    dates.  The pair is written only when it differs, or when the files need repair:
    not regular files (a symlink, say) or a key not in mode 0600.
-4. Installs as real files: each one written to a temporary file in the same
-   directory, fsync'ed, then renamed over the old one; chain mode 0644, key 0600.
-   When the pair changes, the old one is kept as ``<name>.previous`` (both files,
-   key 0600) unless ``keep_previous`` is false.  If a step fails, the files already
-   replaced are put back.
+4. Installs as real files: each one written to a new temporary file (O_EXCL,
+   O_NOFOLLOW) in the same directory, fsync'ed, then renamed over the old one; chain
+   mode 0644, key 0600.  Every file is reached through a file descriptor of the certs
+   directory, its subdirectories opened without following symlinks (a symlinked one is
+   refused): no write leaves ``certs_dir``, whatever its entries point to.  When the
+   pair changes, the old one is kept as ``<name>.previous`` (key 0600; the chain 0600
+   too when it held anything but certificates, a key say) unless ``keep_previous`` is
+   false.  If a step fails, the files already replaced are put back.
 5. Reloads front without restarting it (``front``: a container name, a
    ``DockerFront``, or None for no reload; tests pass any object with the
    ``find()``, ``run()`` and ``describe()`` of ``DockerFront``): ``nginx -s reload``, then
    ``doveadm reload`` for the Dovecot proxy that front runs in Mailu 2024.06 (its own
    certificate watcher fails there in 2024.06.0 to .13).  ``reload_doveadm=None``
    runs it when front has a ``doveadm`` command (2024.06: yes; 1.9 and 2.0: no).
-   The container is looked up by name, then by Compose labels (project ``mailu``,
-   service ``front``).  Docker is asked before anything is written, and only when
+   The container is looked up by name, then by Compose labels (``DockerFront``'s
+   project, ``mailu`` by default, service ``front``).  Docker is asked before anything is written, and only when
    the pair changes.  No front container, or a stopped one: the new pair stays
    installed (front reads it when it starts) and a warning says so.  A reload
    command that fails puts every file back as it was, reloads front again, and
@@ -68,6 +75,11 @@ the state after the files were put back).
 names, dates; never key material), ``changes`` (why the files were written),
 ``reloaded`` (the commands run), ``warnings``, ``source`` (the real files read);
 ``as_dict()`` and ``diff()`` for JSON output.
+
+``read_state(path)``, ``record_state(path, source, by, error=None)`` and
+``describe_state(state)``: the JSON state file where the Certbot deploy hook, its retry
+service and the module record a refused handoff (``status``: ``refused`` or ``ok``),
+since Certbot itself ignores a deploy hook's failure.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ SIZES = [1 << 20, 2 << 20, 4 << 20, 8 << 20]
 
 def best_of(function, repeat=3):
     times = []
-    for _ in range(repeat):
+    for _run in range(repeat):
         started = time.perf_counter()
         function()
         times.append(time.perf_counter() - started)

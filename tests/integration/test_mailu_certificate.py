@@ -386,7 +386,7 @@ def test_state_file_refusal_reported_then_cleared(run, pki, tmp_path, certs):
     checked = install(run, good, certs, check=True, state_file=str(state_file))
     assert checked['changed'] is True and engine.read_state(str(state_file)) == recorded
     assert warnings(checked)[-1].endswith('this run handed the certificate over (check mode: the refusal stays '
-                                         'recorded)')
+                                          'recorded)')
     cleared = install(run, good, certs, state_file=str(state_file))
     assert cleared['changed'] is True and cleared['changes'] == []
     # (The in-process runner keeps Ansible's warnings from one run to the next: the last is this run's.)
@@ -509,7 +509,8 @@ def test_refused_renewal_recorded_retried_and_reported(run, pebble, tmp_path):
     assert 'before this run, the handoff from %s was refused by the retry service at ' % live in role_run['msg']
 
     # The administrator takes webmail. out of the inventory again; the role renders the hook anew.
-    render_hook(tmp_path, **dict(settings, mailu_certificates_hostnames=HOSTS))
+    settings['mailu_certificates_hostnames'] = HOSTS
+    render_hook(tmp_path, **settings)
     shutil.copy(rendered['hook'], hook)
     fixed = subprocess.run(retry, capture_output=True, text=True, check=False)
     assert (fixed.returncode, fixed.stderr) == (0, ''), fixed

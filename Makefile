@@ -3,7 +3,7 @@
 
 PYTEST := .venv/bin/python -m pytest -p no:cacheprovider
 
-.PHONY: test bootstrap lint sanity unit integration molecule demo demo-accounts bench bench-provision
+.PHONY: test bootstrap lint sanity unit integration molecule demo demo-accounts bench bench-provision bench-certificate
 
 test:
 	bash scripts/test.sh
@@ -37,3 +37,6 @@ bench: bootstrap
 
 bench-provision: bootstrap
 	bash benchmarks/provision.sh
+
+bench-certificate: bootstrap
+	.venv/bin/python benchmarks/certificate_pem.py

@@ -32,6 +32,11 @@ command -v git >/dev/null || missing+=(git)    # scripts/sanity.sh lists files w
 command -v make >/dev/null || missing+=(make)  # the developers' entry points are Makefile targets
 # ansible-test sanity skips its shellcheck test (with only a warning) without it.
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+# A real Certbot and ACME server for the certificate deploy hook's test (tests/acme.py), and
+# the Docker SDK of the system python3 that the rendered hook runs with, as on a server.
+command -v certbot >/dev/null || missing+=(certbot)
+command -v pebble >/dev/null || missing+=(pebble)
+/usr/bin/python3 -c 'import docker' 2>/dev/null || missing+=(python3-docker)
 # initdb/pg_ctl for the tests' throwaway cluster (tests/pgserver.py finds them).
 if ! python3 "$repo/tests/pgserver.py" bindir >/dev/null 2>&1; then
     missing+=(postgresql-15)

@@ -23,6 +23,8 @@ key_filename='key.pem', keep_previous=True, check_mode=False) -> HandoffResult``
 1. Reads ``source``: a Certbot lineage directory (``live/NAME``: its ``fullchain.pem``
    and ``privkey.pem``, symlinks resolved, the real files read), or a pair
    ``(certificate_path, private_key_path)``, the certificate file holding the full chain.
+   A file over ``MAX_SOURCE_BYTES`` (1 MiB) is refused; the PEM scan is linear in the
+   size of its input, whatever it holds.
 2. Validates it, all problems at once, before anything is touched: the key matches
    the leaf certificate; each certificate is issued (and, for RSA PKCS#1 v1.5, ECDSA
    and EdDSA, signed) by the next one, and a leaf that is not self-signed is followed
@@ -30,25 +32,30 @@ key_filename='key.pem', keep_previous=True, check_mode=False) -> HandoffResult``
    ``min_days_valid`` days; the leaf's DNS names (subjectAltName only, wildcards as
    in RFC 6125: ``*`` alone as the leftmost label, matching exactly one label) cover
    every name in ``hostnames`` (an empty list skips that check).
+   Before all this, ``cert_filename``, ``key_filename`` and their ``.previous`` must be
+   four different files (one file for chain and key would lose the key).
 3. Takes an exclusive lock (flock) on ``certs_dir`` for the steps that follow, so
    that the role and the hook never interleave; waits up to ``LOCK_TIMEOUT`` s.
    Compares with the pair installed in ``certs_dir`` by content (the chain's DER
    certificates, and whether the installed key belongs to the new leaf), never by
    dates.  The pair is written only when it differs, or when the files need repair:
    not regular files (a symlink, say) or a key not in mode 0600.
-4. Installs as real files: each one written to a temporary file in the same
-   directory, fsync'ed, then renamed over the old one; chain mode 0644, key 0600.
-   When the pair changes, the old one is kept as ``<name>.previous`` (both files,
-   key 0600) unless ``keep_previous`` is false.  If a step fails, the files already
-   replaced are put back.
+4. Installs as real files: each one written to a new temporary file (O_EXCL,
+   O_NOFOLLOW) in the same directory, fsync'ed, then renamed over the old one; chain
+   mode 0644, key 0600.  Every file is reached through a file descriptor of the certs
+   directory, its subdirectories opened without following symlinks (a symlinked one is
+   refused): no write leaves ``certs_dir``, whatever its entries point to.  When the
+   pair changes, the old one is kept as ``<name>.previous`` (key 0600; the chain 0600
+   too when it held anything but certificates, a key say) unless ``keep_previous`` is
+   false.  If a step fails, the files already replaced are put back.
 5. Reloads front without restarting it (``front``: a container name, a
    ``DockerFront``, or None for no reload; tests pass any object with the
    ``find()``, ``run()`` and ``describe()`` of ``DockerFront``): ``nginx -s reload``, then
    ``doveadm reload`` for the Dovecot proxy that front runs in Mailu 2024.06 (its own
    certificate watcher fails there in 2024.06.0 to .13).  ``reload_doveadm=None``
    runs it when front has a ``doveadm`` command (2024.06: yes; 1.9 and 2.0: no).
-   The container is looked up by name, then by Compose labels (project ``mailu``,
-   service ``front``).  Docker is asked before anything is written, and only when
+   The container is looked up by name, then by Compose labels (``DockerFront``'s
+   project, ``mailu`` by default, service ``front``).  Docker is asked before anything is written, and only when
    the pair changes.  No front container, or a stopped one: the new pair stays
    installed (front reads it when it starts) and a warning says so.  A reload
    command that fails puts every file back as it was, reloads front again, and
@@ -68,6 +75,11 @@ the state after the files were put back).
 names, dates; never key material), ``changes`` (why the files were written),
 ``reloaded`` (the commands run), ``warnings``, ``source`` (the real files read);
 ``as_dict()`` and ``diff()`` for JSON output.
+
+``read_state(path)``, ``record_state(path, source, by, error=None)`` and
+``describe_state(state)``: the JSON state file where the Certbot deploy hook, its retry
+service and the module record a refused handoff (``status``: ``refused`` or ``ok``),
+since Certbot itself ignores a deploy hook's failure.
 """
 
 from __future__ import annotations
@@ -75,13 +87,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
 import re
+import secrets
 import stat
 import sys
-import tempfile
 import time
 import traceback
 
@@ -104,6 +117,10 @@ DEFAULT_COMPOSE_PROJECT = 'mailu'
 # the end: a week still catches a stale lineage in good time.
 DEFAULT_MIN_DAYS_VALID = 7
 PREVIOUS_SUFFIX = '.previous'
+# Where the Certbot deploy hook, its retry and the module record the last handoff's outcome.
+DEFAULT_STATE_FILE = '/var/lib/nantral-mailu/certificate-handoff.json'
+STATE_OK = 'ok'
+STATE_REFUSED = 'refused'
 # Inside Certbot's live/NAME directory.
 LINEAGE_CERTIFICATE = 'fullchain.pem'
 LINEAGE_PRIVATE_KEY = 'privkey.pem'
@@ -115,7 +132,16 @@ KEY_MODE = 0o600
 NGINX_RELOAD = ('nginx', '-s', 'reload')
 DOVEADM_RELOAD = ('doveadm', 'reload')
 
-_PEM_BLOCK = re.compile(br'-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----', re.DOTALL)
+# A source file larger than this is no certificate or key file (a full chain is a few kB; a
+# chain with a whole CA bundle appended stays well below it).
+MAX_SOURCE_BYTES = 1024 * 1024
+_PEM_BEGIN = b'-----BEGIN '
+_PEM_END = b'-----END '
+# Matched only on a short slice at a known position: constant work per block.
+_PEM_HEADER = re.compile(br'-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n')
+_PEM_TRAILER = re.compile(br'-----END ([A-Z0-9 ]{1,64})-----')
+_PEM_LINE = 80
+_CERTIFICATE_LABELS = ('CERTIFICATE', 'X509 CERTIFICATE')
 
 
 class CertificateError(Exception):
@@ -152,13 +178,47 @@ class ReloadError(CertificateError):
 
 
 def _pem_blocks(data, wanted):
-    """The PEM blocks of ``data`` whose label passes ``wanted`` (a predicate)."""
-    return [m.group(0) for m in _PEM_BLOCK.finditer(data) if wanted(m.group(1).decode('ascii'))]
+    """The PEM blocks of ``data`` whose label passes ``wanted`` (a predicate), in file order.
+
+    Linear in ``len(data)``: every byte is looked at a bounded number of times (one
+    ``find`` of the next BEGIN, one ``find`` of the END after it, one ``rfind`` back to the
+    last BEGIN before that END), and no search starts again behind a block already
+    passed.  A BEGIN line without its END (another BEGIN comes first, or the file ends)
+    starts no block; neither does an END whose label is not its BEGIN's.  Only ``find``,
+    ``rfind`` and slicing are used on ``data`` (the tests count the bytes they cover).
+    """
+    blocks = []
+    position = 0
+    while True:
+        begin = data.find(_PEM_BEGIN, position)
+        if begin < 0:
+            break
+        end = data.find(_PEM_END, begin)
+        if end < 0:
+            break  # no END anywhere after: no block can follow
+        begin = data.rfind(_PEM_BEGIN, begin, end)  # the BEGIN lines before it are unterminated
+        position = end + len(_PEM_END)
+        header = _PEM_HEADER.match(data[begin:begin + _PEM_LINE])
+        trailer = _PEM_TRAILER.match(data[end:end + _PEM_LINE])
+        if header and trailer and header.group(1) == trailer.group(1):
+            position = end + trailer.end()
+            if wanted(header.group(1).decode('ascii')):
+                blocks.append(data[begin:position])
+    return blocks
+
+
+def holds_private_key(data):
+    """Whether ``data`` may hold a private key: anything but PEM certificates (and text
+    around them without the word PRIVATE) counts as one."""
+    if b'PRIVATE' in data.upper():
+        return True
+    certificates = _pem_blocks(data, lambda label: label in _CERTIFICATE_LABELS)
+    return not certificates or len(certificates) != len(_pem_blocks(data, lambda label: True))
 
 
 def load_chain(data, origin):
     """The certificates of a PEM file, in file order; other PEM blocks are ignored."""
-    blocks = _pem_blocks(data, lambda label: label in ('CERTIFICATE', 'X509 CERTIFICATE'))
+    blocks = _pem_blocks(data, lambda label: label in _CERTIFICATE_LABELS)
     if not blocks:
         raise SourceError('%s holds no PEM certificate' % origin)
     chain = []
@@ -186,9 +246,12 @@ def load_key(data, origin):
 def _read(path):
     try:
         with open(path, 'rb') as handle:
-            return handle.read()
+            data = handle.read(MAX_SOURCE_BYTES + 1)
     except OSError as exc:
         raise SourceError('cannot read %s: %s' % (path, exc.strerror or exc))
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SourceError('%s is larger than %d bytes: not a certificate or key file' % (path, MAX_SOURCE_BYTES))
+    return data
 
 
 def _real_file(path):
@@ -383,59 +446,122 @@ def _pem_key(key):
 # ---------------------------------------------------------------- files
 
 
-class _Snapshot:
-    """One path as it was: absent, a symlink (its target), or a file (bytes and mode)."""
+class _Place:
+    """One file name in a directory of the certs directory, reached through directory file
+    descriptors only: every later read, write, rename and unlink is relative to ``fd``, so
+    nothing can leave the certs directory, whatever its entries (or their parents) point to.
+    ``path`` is for messages."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, fd, name, path):
+        self.fd, self.name, self.path = fd, name, path
+
+    def sibling(self, suffix):
+        return _Place(self.fd, self.name + suffix, self.path + suffix)
+
+
+def _parts(filename, option):
+    """The components of a file name relative to the certs directory."""
+    parts = [part for part in filename.split('/') if part not in ('', '.')]
+    if os.path.isabs(filename) or '..' in parts or not parts or filename.endswith('/'):
+        raise CertificateError('%s must be a file name relative to the certs directory, not %r' % (option, filename))
+    return parts
+
+
+def _open_directory(root_fd, certs_dir, parts, opened):
+    """A file descriptor on the directory ``parts`` inside the certs directory, opened one
+    component at a time without following symlinks; the descriptors go to ``opened``."""
+    fd, path = root_fd, certs_dir
+    for part in parts:
+        path = os.path.join(path, part)
+        try:
+            fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise InstallError('%s is not a directory of %s (a symlink, perhaps): the certificate files are only '
+                                   'written inside the certs directory; nothing was changed' % (path, certs_dir))
+            raise InstallError('cannot open the directory %s, nothing was changed: %s' % (path, exc.strerror or exc))
+        opened.append(fd)
+    return fd
+
+
+def _read_at(place, follow):
+    """The bytes of a regular file (a FIFO or device is never opened for good)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(place.name, flags, dir_fd=place.fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, 'not a regular file')
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b''.join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+class _Snapshot:
+    """One place as it was: absent, a symlink (its target), or a file (bytes and mode)."""
+
+    def __init__(self, place):
+        self.place = place
+        self.path = place.path
         self.link = self.data = self.mode = None
         try:
-            info = os.lstat(path)
+            info = os.stat(place.name, dir_fd=place.fd, follow_symlinks=False)
         except FileNotFoundError:
             self.kind = 'absent'
             return
         if stat.S_ISLNK(info.st_mode):
-            self.kind, self.link = 'link', os.readlink(path)
+            self.kind, self.link = 'link', os.readlink(place.name, dir_fd=place.fd)
         elif stat.S_ISREG(info.st_mode):
             self.kind, self.mode = 'file', stat.S_IMODE(info.st_mode)
-            with open(path, 'rb') as handle:
-                self.data = handle.read()
+            self.data = _read_at(place, follow=False)
         else:
-            raise InstallError('%s is neither a file nor a symlink; nothing was changed' % path)
+            raise InstallError('%s is neither a file nor a symlink; nothing was changed' % place.path)
 
     def content(self):
-        """The bytes read through the path (a symlink followed), or None."""
+        """The bytes read through the place (a symlink followed, for reading only), or None."""
         if self.kind == 'file':
             return self.data
         if self.kind == 'link':
             try:
-                with open(self.path, 'rb') as handle:
-                    return handle.read()
+                return _read_at(self.place, follow=True)
             except OSError:
                 return None
         return None
 
+    def readable_by_others(self):
+        """The mode its content may keep in a copy: 0644 only for a chain that holds no key
+        (what a file held once stays unreadable by others), and was readable by others already."""
+        data = self.content()
+        if data is None or holds_private_key(data) or (self.kind == 'file' and not self.mode & 0o004):
+            return KEY_MODE
+        return CERT_MODE
+
     def restore(self):
+        place = self.place
         if self.kind == 'absent':
             try:
-                os.unlink(self.path)
+                os.unlink(place.name, dir_fd=place.fd)
             except FileNotFoundError:
                 pass
         elif self.kind == 'link':
-            _atomic_symlink(self.path, self.link)
+            _atomic_symlink(place, self.link)
         else:
-            _atomic_write(self.path, self.data, self.mode)
+            _atomic_write(place, self.data, self.mode)
 
 
-def _temp_path(path):
-    directory, base = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix='.%s.' % base, suffix='.tmp', dir=directory or '.')
-    return fd, temp
+def _temp_name(place):
+    return '.%s.%s.tmp' % (place.name, secrets.token_hex(6))
 
 
-def _atomic_write(path, data, mode):
-    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``."""
-    fd, temp = _temp_path(path)
+def _atomic_write(place, data, mode):
+    """Write ``data`` to a new temporary file beside ``place``, fsync it, rename it over ``place``."""
+    temp = _temp_name(place)
+    # O_EXCL and O_NOFOLLOW: a new file, never a file or a symlink already there; 0600 from the start.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, KEY_MODE, dir_fd=place.fd)
     try:
         os.fchmod(fd, mode)  # before the content: a key is never readable by others
         with os.fdopen(fd, 'wb') as handle:
@@ -443,55 +569,44 @@ def _atomic_write(path, data, mode):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
+        os.replace(temp, place.name, src_dir_fd=place.fd, dst_dir_fd=place.fd)
     except BaseException:
         if fd is not None:
             os.close(fd)
         try:
-            os.unlink(temp)
+            os.unlink(temp, dir_fd=place.fd)
         except OSError:
             pass
         raise
 
 
-def _atomic_symlink(path, target):
-    fd, temp = _temp_path(path)
-    os.close(fd)
-    os.unlink(temp)
-    os.symlink(target, temp)
+def _atomic_symlink(place, target):
+    temp = _temp_name(place)
+    os.symlink(target, temp, dir_fd=place.fd)
     try:
-        os.replace(temp, path)
+        os.replace(temp, place.name, src_dir_fd=place.fd, dst_dir_fd=place.fd)
     except BaseException:
-        os.unlink(temp)
+        os.unlink(temp, dir_fd=place.fd)
         raise
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _Transaction:
-    """Atomic replacements of several paths, undone together."""
+    """Atomic replacements of several places, undone together."""
 
     def __init__(self, snapshots):
         self.snapshots = snapshots
         self.done = []
 
-    def write(self, path, data, mode):
-        snapshot = self.snapshots[path]
-        _atomic_write(path, data, mode)
+    def write(self, snapshot, data, mode):
+        _atomic_write(snapshot.place, data, mode)
         self.done.append(snapshot)
 
     def sync(self):
-        for directory in sorted(set(os.path.dirname(s.path) for s in self.done)):
-            _fsync_dir(directory)
+        for fd in set(s.place.fd for s in self.done):
+            os.fsync(fd)
 
     def rollback(self):
-        """Put back every replaced path; the problems met, empty when all went back."""
+        """Put back every replaced place; the problems met, empty when all went back."""
         problems = []
         while self.done:
             snapshot = self.done.pop()
@@ -500,16 +615,36 @@ class _Transaction:
             except OSError as exc:
                 problems.append('%s: %s' % (snapshot.path, exc))
         try:
-            self.sync()
+            for fd in set(s.place.fd for s in self.snapshots):
+                os.fsync(fd)
         except OSError:
             pass
         return problems
 
 
-def _target(certs_dir, filename, option):
-    if os.path.isabs(filename) or '..' in filename.split('/') or not filename.strip('/'):
-        raise CertificateError('%s must be a file name relative to the certs directory, not %r' % (option, filename))
-    return os.path.join(certs_dir, filename)
+def _file_names(certs_dir, cert_filename, key_filename):
+    """The components of the chain's and the key's names; the two, and their ``.previous``,
+    must be four different files."""
+    cert_parts, key_parts = _parts(cert_filename, 'cert_filename'), _parts(key_filename, 'key_filename')
+    names = [('cert_filename', '/'.join(cert_parts)), ('key_filename', '/'.join(key_parts))]
+    names += [(option + PREVIOUS_SUFFIX, name + PREVIOUS_SUFFIX) for option, name in names]
+    seen = {}
+    for option, name in names:
+        if name in seen:
+            raise CertificateError(
+                '%s and %s name the same file %s in %s: the chain and the key need a file each (and their %s '
+                'copies); nothing was changed' % (seen[name], option, name, certs_dir, PREVIOUS_SUFFIX))
+        seen[name] = option
+    return cert_parts, key_parts
+
+
+def _places(root_fd, certs_dir, parts_list, opened):
+    """The places of the given file names, their directories opened from ``root_fd``."""
+    places = []
+    for parts in parts_list:
+        fd = _open_directory(root_fd, certs_dir, parts[:-1], opened)
+        places.append(_Place(fd, parts[-1], os.path.join(certs_dir, *parts)))
+    return places
 
 
 # ---------------------------------------------------------------- front
@@ -647,8 +782,12 @@ def _describe_installed(cert, key):
 
 @contextlib.contextmanager
 def _locked(directory):
-    """An exclusive lock on the certs directory itself: the role and the Certbot hook may run at once."""
-    fd = os.open(directory, os.O_RDONLY)
+    """An exclusive lock on the certs directory itself (the role and the Certbot hook may run
+    at once); yields the directory's file descriptor, through which every file is reached."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InstallError('cannot open the certs directory %s, nothing was changed: %s' % (directory, exc.strerror or exc))
     try:
         timeout = LOCK_TIMEOUT
         deadline = time.monotonic() + timeout
@@ -660,7 +799,7 @@ def _locked(directory):
                 if time.monotonic() > deadline:
                     raise InstallError('another handoff has held %s for %d s; nothing was changed' % (directory, timeout))
                 time.sleep(0.2)
-        yield
+        yield fd
     finally:
         os.close(fd)  # releases the lock
 
@@ -690,13 +829,15 @@ def _compare(src, cert, key, names):
 
 def _install(src, snapshots, cert, key, keep_previous):
     """Write the new pair (and the previous one beside it); the transaction, to undo it."""
-    transaction = _Transaction(snapshots)
+    transaction = _Transaction(list(snapshots.values()))
+    previous = dict((s.path, s) for s in snapshots.values())
     try:
         if keep_previous and cert.content() is not None and key.content() is not None:
-            transaction.write(cert.path + PREVIOUS_SUFFIX, cert.content(), CERT_MODE)
-            transaction.write(key.path + PREVIOUS_SUFFIX, key.content(), KEY_MODE)
-        transaction.write(key.path, _pem_key(src.key), KEY_MODE)
-        transaction.write(cert.path, _pem_chain(src.chain), CERT_MODE)
+            # A chain file that held a key (a combined file) keeps it unreadable by others.
+            transaction.write(previous[cert.path + PREVIOUS_SUFFIX], cert.content(), cert.readable_by_others())
+            transaction.write(previous[key.path + PREVIOUS_SUFFIX], key.content(), KEY_MODE)
+        transaction.write(key, _pem_key(src.key), KEY_MODE)
+        transaction.write(cert, _pem_chain(src.chain), CERT_MODE)
         transaction.sync()
     except OSError as exc:
         left = transaction.rollback()
@@ -712,37 +853,49 @@ def handoff(source, certs_dir=DEFAULT_CERTS_DIR, hostnames=(), min_days_valid=DE
     """Validate ``source``, install it in ``certs_dir`` and reload front; see the module docstring."""
     if isinstance(hostnames, str):
         hostnames = [hostnames]
+    names = _file_names(certs_dir, cert_filename, key_filename)
     src = read_source(source)
     problems = validate(src.chain, src.key, hostnames, min_days_valid)
     if problems:
         raise ValidationError(src.origin, problems)
     if not os.path.isdir(certs_dir):
         raise InstallError('the certs directory %s does not exist; nothing was changed' % certs_dir)
-    cert_path = _target(certs_dir, cert_filename, 'cert_filename')
-    key_path = _target(certs_dir, key_filename, 'key_filename')
-    with _locked(certs_dir):
-        try:
-            snapshots = dict((path, _Snapshot(path)) for path in (
-                cert_path, key_path, cert_path + PREVIOUS_SUFFIX, key_path + PREVIOUS_SUFFIX))
-        except OSError as exc:
-            raise InstallError('cannot read the installed files in %s, nothing was changed: %s' % (certs_dir, exc))
-        cert, key = snapshots[cert_path], snapshots[key_path]
-        result, same_pair = _compare(src, cert, key, (cert_filename, key_filename))
-        if not result.changed or check_mode:
-            return result
+    opened = []
+    try:
+        with _locked(certs_dir) as root_fd:
+            cert_place, key_place = _places(root_fd, certs_dir, names, opened)
+            return _handoff_locked(src, certs_dir, cert_place, key_place, cert_filename, key_filename, front,
+                                   reload_doveadm, keep_previous, check_mode)
+    finally:
+        for fd in opened:
+            os.close(fd)
 
-        if isinstance(front, str):
-            front = DockerFront(front)
-        plan = []
-        if front is not None:
-            plan, result.warnings = _reload_plan(front, reload_doveadm)
-        transaction = _install(src, snapshots, cert, key, keep_previous and not same_pair)
-        failure = _run_reloads(front, plan, result.reloaded)
-        if not failure:
-            return result
 
-        left = transaction.rollback()
-        again = _run_reloads(front, plan, result.reloaded) if not left else None
+def _handoff_locked(src, certs_dir, cert_place, key_place, cert_filename, key_filename, front, reload_doveadm,
+                    keep_previous, check_mode):
+    """Steps 3 to 5 of ``handoff()``, the certs directory locked."""
+    try:
+        snapshots = dict((place.path, _Snapshot(place)) for place in (
+            cert_place, key_place, cert_place.sibling(PREVIOUS_SUFFIX), key_place.sibling(PREVIOUS_SUFFIX)))
+    except OSError as exc:
+        raise InstallError('cannot read the installed files in %s, nothing was changed: %s' % (certs_dir, exc))
+    cert, key = snapshots[cert_place.path], snapshots[key_place.path]
+    result, same_pair = _compare(src, cert, key, (cert_filename, key_filename))
+    if not result.changed or check_mode:
+        return result
+
+    if isinstance(front, str):
+        front = DockerFront(front)
+    plan = []
+    if front is not None:
+        plan, result.warnings = _reload_plan(front, reload_doveadm)
+    transaction = _install(src, snapshots, cert, key, keep_previous and not same_pair)
+    failure = _run_reloads(front, plan, result.reloaded)
+    if not failure:
+        return result
+
+    left = transaction.rollback()
+    again = _run_reloads(front, plan, result.reloaded) if not left else None
     result.changed, result.installed = False, result.before
     message = 'reloading front failed: %s; ' % failure
     if left:
@@ -754,6 +907,57 @@ def handoff(source, certs_dir=DEFAULT_CERTS_DIR, hostnames=(), min_days_valid=DE
         message += ('the new files were removed, but reloading front failed again: %s' % again
                     if again else 'the new files were removed and front was reloaded')
     raise ReloadError(message, result)
+
+
+# ---------------------------------------------------------------- state of the last handoff
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def read_state(path):
+    """The state recorded in ``path`` (a JSON object): ``{}`` when there is none.  A state
+    file that cannot be read or parsed counts as a refusal, saying so: it is never ignored."""
+    try:
+        with open(path, 'rb') as handle:
+            state = json.loads(handle.read(MAX_SOURCE_BYTES).decode('utf-8'))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        return dict(status=STATE_REFUSED, message='the state file %s cannot be read: %s' % (path, exc))
+    if not isinstance(state, dict) or state.get('status') not in (STATE_OK, STATE_REFUSED):
+        return dict(status=STATE_REFUSED, message='the state file %s holds no handoff state' % path)
+    return state
+
+
+def record_state(path, source, by, error=None, previous=None):
+    """Record the outcome of a handoff in ``path`` (written then renamed, mode 0644: no secret in
+    it): ``refused`` with the error's message, or ``ok``.  ``since`` keeps the time of the first
+    refusal of a series.  Returns the state written."""
+    previous = read_state(path) if previous is None else previous
+    state = dict(status=STATE_REFUSED if error else STATE_OK, time=_now(), source=os.fspath(source), by=by)
+    if error:
+        state['message'] = str(error)
+        state['since'] = previous.get('since', state['time']) if previous.get('status') == STATE_REFUSED else state['time']
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _atomic_write(_Place(fd, name, path), (json.dumps(state, indent=2, sort_keys=True) + '\n').encode('utf-8'),
+                      CERT_MODE)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return state
+
+
+def describe_state(state):
+    """One sentence about a recorded refusal."""
+    return 'the handoff from %s was refused by the %s at %s%s: %s' % (
+        state.get('source', '?'), state.get('by', '?'), state.get('time', '?'),
+        ' (refused since %s)' % state['since'] if state.get('since') not in (None, state.get('time')) else '',
+        state.get('message', 'no message'))
 
 
 # ---------------------------------------------------------------- command line

@@ -24,6 +24,11 @@ description:
     need repair (symlinks, or a key not in mode V(0600)). Each file is written to a temporary file in the
     same directory, flushed to disk, and renamed over the old one, as real files (chain V(0644), key
     V(0600)). If writing fails midway, the files already replaced are put back.
+  - Every file is reached through the certs directory's own file descriptor, its subdirectories opened without
+    following symlinks, and temporary files are always new files, so no write can leave O(certs_dir), whatever its
+    entries point to. A subdirectory in O(cert_filename) or O(key_filename) that is a symlink is refused.
+  - A replaced chain file is kept as C(.previous) in mode V(0644) only when it held certificates alone; one that
+    held a private key too (a combined file) is kept in mode V(0600).
   - Front is reloaded in place through the Docker API, with C(nginx -s reload) and, when front has one
     (Mailu 2024.06, whose front runs a Dovecot proxy), C(doveadm reload). If a reload command fails, the
     previous files are put back, front is reloaded again, and the module fails.
@@ -57,6 +62,7 @@ options:
     description:
       - The PEM file with the certificate's private key, not encrypted. It is read on the host that runs the
         module and written in PKCS#8 form; it never appears in the result.
+      - A source file larger than 1 MiB is refused (no certificate or key file is that large).
     type: path
   certs_dir:
     description:
@@ -65,7 +71,9 @@ options:
     default: /mailu/certs
   cert_filename:
     description:
-      - File name of the full chain in O(certs_dir); Mailu's C(TLS_CERT_FILENAME).
+      - File name of the full chain in O(certs_dir); Mailu's C(TLS_CERT_FILENAME). It may name a file in a
+        subdirectory of O(certs_dir) that exists and is no symlink.
+      - It must name another file than O(key_filename), and neither may be the other's C(.previous) copy.
     type: str
     default: cert.pem
   key_filename:
@@ -115,7 +123,10 @@ options:
     default: mailu-front-1
   compose_project:
     description:
-      - Compose project name of the Mailu stack, used when no container is named O(front_container).
+      - Compose project name of the Mailu stack (its C(com.docker.compose.project) label), used when no container
+        is named O(front_container), a renamed or recreated one for example. The role
+        M(nantral.mailu.mailu_certificates) passes its C(mailu_certificates_compose_project), by default the stack's
+        C(mailu_stack_project_name).
     type: str
     default: mailu
   doveadm_reload:
@@ -129,6 +140,18 @@ options:
       - The Docker API to reach front through, as C(DOCKER_HOST). Default the environment's C(DOCKER_HOST), or
         the local socket.
     type: str
+  state_file:
+    description:
+      - A JSON file where the outcome of the handoff is recorded, shared with the Certbot deploy hook and its
+        retry service of the role M(nantral.mailu.mailu_certificates) (C(/var/lib/nantral-mailu/certificate-handoff.json)
+        there). Not set, nothing is recorded.
+      - When the handoff fails, the refusal is recorded there (the hook's retry service then retries it and fails
+        visibly while it lasts), and the failure message also names an earlier refusal recorded by the hook.
+      - When the handoff succeeds and the file recorded a refusal (the hook refused a renewal), the module records
+        the success, reports V(changed), and warns with what had been refused and when. Otherwise the file is not
+        written.
+      - In check mode the file is read, never written.
+    type: path
 requirements:
   - cryptography (Debian's C(python3-cryptography)) on the host that runs the module.
   - The Docker SDK for Python (Debian's C(python3-docker)) when front is reloaded.
@@ -291,6 +314,7 @@ def main():
             compose_project=dict(type='str', default=engine.DEFAULT_COMPOSE_PROJECT),
             doveadm_reload=dict(type='bool'),
             docker_host=dict(type='str'),
+            state_file=dict(type='path'),
         ),
         required_one_of=[('lineage', 'certificate')],
         mutually_exclusive=[('lineage', 'certificate'), ('lineage', 'private_key')],
@@ -310,9 +334,12 @@ def main():
     front = None
     if params['reload']:
         front = engine.DockerFront(params['front_container'], params['compose_project'], params['docker_host'])
+    source = params['lineage'] or (params['certificate'], params['private_key'])
+    state = engine.read_state(params['state_file']) if params['state_file'] else {}
+    refused_before = state.get('status') == engine.STATE_REFUSED
     try:
         result = engine.handoff(
-            params['lineage'] or (params['certificate'], params['private_key']),
+            source,
             certs_dir=params['certs_dir'],
             hostnames=params['hostnames'] if params['check_hostnames'] else (),
             min_days_valid=params['min_days_valid'],
@@ -322,11 +349,31 @@ def main():
             key_filename=params['key_filename'],
             keep_previous=params['keep_previous'],
             check_mode=module.check_mode)
-    except engine.ReloadError as exc:
-        module.fail_json(msg=str(exc), **_output(module, exc.result))
     except engine.CertificateError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**_output(module, result))
+        msg = str(exc)
+        if params['state_file'] and not module.check_mode:
+            try:
+                engine.record_state(params['state_file'], params['lineage'] or params['certificate'], 'Ansible run', exc,
+                                    previous=state)
+            except OSError as error:
+                msg += '; recording the refusal in %s failed too: %s' % (params['state_file'], error)
+        if refused_before:
+            msg += '; before this run, %s' % engine.describe_state(state)
+        output = _output(module, exc.result) if isinstance(exc, engine.ReloadError) else {}
+        module.fail_json(msg=msg, **output)
+    output = _output(module, result)
+    if refused_before:
+        module.warn('%s; this run handed the certificate over%s' % (
+            engine.describe_state(state), ' (check mode: the refusal stays recorded)' if module.check_mode
+            else ', and the refusal recorded in %s is cleared' % params['state_file']))
+        output['changed'] = True
+        if not module.check_mode:
+            try:
+                engine.record_state(params['state_file'], params['lineage'] or params['certificate'], 'Ansible run')
+            except OSError as exc:
+                module.fail_json(msg='the certificate was handed over, but clearing the refusal recorded in %s '
+                                     'failed: %s' % (params['state_file'], exc), **output)
+    module.exit_json(**output)
 
 
 def _output(module, result):

@@ -7,17 +7,22 @@ to 443 and 993.  They are skipped only when no Docker engine answers (outside CI
 """
 
 import hashlib
+import json
 import os
 import pathlib
+import re
+import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import uuid
 
 import docker
 import pytest
 
+import acme
 from ansible_collections.nantral.mailu.plugins.module_utils import mailu_certificate as engine
 from pki import DAY, HOSTS, NOW, Pki, lineage, new_key, pem_key, tree, write_pair
 
@@ -354,3 +359,222 @@ def test_front_missing(run, pki, docker_client, tmp_path):
         'no front container found (container nantral-test-no-such-front (or Compose project nantral-test-none, '
         'service front)): the new pair is installed, and front will read it when it starts']
     assert sorted(tree(str(certs))) == ['cert.pem', 'key.pem']
+
+
+# ---------------------------------------------------------------- a refused renewal is never silent (issue 8, item 11)
+
+def test_state_file_refusal_reported_then_cleared(run, pki, tmp_path, certs):
+    """The module's side of the state file: a refusal recorded by the Certbot hook is named
+    in the next run's failure, then cleared (changed, with a warning) by a run that succeeds."""
+    state_file = tmp_path / 'state' / 'handoff.json'
+    good = write_pair(tmp_path / 'good', *pki.leaf(slot=70))
+    assert install(run, good, certs, state_file=str(state_file))['changed'] is True
+    assert not state_file.exists()  # nothing refused, nothing recorded
+    hook = engine.record_state(str(state_file), '/etc/letsencrypt/live/mail', 'Certbot deploy hook',
+                               'refusing the certificate from /etc/letsencrypt/live/mail: it does not cover x')
+    bad = write_pair(tmp_path / 'bad', *pki.leaf(slot=71))
+    failed = install(run, bad, certs, state_file=str(state_file), hostnames=HOSTS + ['webmail.example.org'])
+    assert failed['failed'] is True
+    assert failed['msg'].endswith(
+        'does not cover webmail.example.org (its names: mail.example.org, imap.example.org); before this run, the '
+        'handoff from /etc/letsencrypt/live/mail was refused by the Certbot deploy hook at %s: refusing the '
+        'certificate from /etc/letsencrypt/live/mail: it does not cover x' % hook['time'])
+    recorded = engine.read_state(str(state_file))
+    assert (recorded['status'], recorded['by'], recorded['since']) == ('refused', 'Ansible run', hook['since'])
+    assert 'does not cover webmail.example.org' in recorded['message']
+
+    checked = install(run, good, certs, check=True, state_file=str(state_file))
+    assert checked['changed'] is True and engine.read_state(str(state_file)) == recorded
+    assert warnings(checked)[-1].endswith('this run handed the certificate over (check mode: the refusal stays '
+                                          'recorded)')
+    cleared = install(run, good, certs, state_file=str(state_file))
+    assert cleared['changed'] is True and cleared['changes'] == []
+    # (The in-process runner keeps Ansible's warnings from one run to the next: the last is this run's.)
+    assert warnings(cleared)[-1] == ('%s; this run handed the certificate over, and the refusal recorded in %s is '
+                                     'cleared' % (engine.describe_state(recorded), state_file))
+    assert engine.read_state(str(state_file))['status'] == 'ok'
+    content = state_file.read_bytes()
+    again = install(run, good, certs, state_file=str(state_file))
+    assert again['changed'] is False and len(warnings(again)) == len(warnings(cleared))
+    assert state_file.read_bytes() == content
+
+
+def render_hook(tmp_path, **variables):
+    """The role's deploy hook and retry units rendered by Ansible from the role's templates and
+    defaults, with the engine beside them: {'hook': path, 'service': text, 'timer': text}."""
+    role = REPO / 'roles' / 'mailu_certificates'
+    out = tmp_path / 'rendered'
+    (out / 'engine').mkdir(parents=True, exist_ok=True)
+    variables.setdefault('mailu_certificates_engine_dir', str(out / 'engine'))
+    variables.setdefault('mailu_certificates_hook_path', str(out / '50-nantral-mailu-front'))
+    playbook = tmp_path / 'render.yml'
+    playbook.write_text(json.dumps([dict(
+        hosts='localhost', connection='local', gather_facts=False, vars_files=[str(role / 'defaults' / 'main.yml')],
+        tasks=[
+            {'ansible.builtin.copy': dict(src=str(REPO / 'plugins/module_utils/mailu_certificate.py'),
+                                          dest='{{ mailu_certificates_engine_dir }}/mailu_certificate.py',
+                                          mode='0644')},
+            {'ansible.builtin.template': dict(src=str(role / 'templates/deploy-hook.py.j2'),
+                                              dest='{{ mailu_certificates_hook_path }}', mode='0755')},
+            {'ansible.builtin.template': dict(src=str(role / 'templates/retry.{{ item }}.j2'),
+                                              dest=str(out) + '/retry.{{ item }}', mode='0644'),
+             'loop': ['service', 'timer']}])]))
+    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_NOCOLOR='1')
+    done = subprocess.run([str(pathlib.Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,',
+                           '-e', json.dumps(variables), str(playbook)], env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return dict(hook=variables['mailu_certificates_hook_path'], service=(out / 'retry.service').read_text(),
+                timer=(out / 'retry.timer').read_text())
+
+
+def exec_start(service):
+    """The command of a rendered systemd service, as systemd would run it (no shell)."""
+    line = [line for line in service.splitlines() if line.startswith('ExecStart=')]
+    assert len(line) == 1, service
+    return line[0][len('ExecStart='):].split()
+
+
+STAMPED = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d nantral-mailu-front: ')
+
+
+def assert_stamped(text):
+    lines = text.splitlines()
+    assert lines and all(STAMPED.match(line) for line in lines), text
+
+
+@pytest.fixture(scope='module')
+def pebble(tmp_path_factory):
+    absent = acme.missing()
+    if absent:
+        message = '%s not installed (apt-get install certbot pebble; scripts/bootstrap.sh does)' % ' and '.join(absent)
+        if os.environ.get('CI'):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = acme.Pebble(tmp_path_factory.mktemp('pebble'))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_refused_renewal_recorded_retried_and_reported(run, pebble, tmp_path):
+    """Item 11 with the real Certbot and a real ACME server: `certbot -q renew` says nothing
+    about a deploy hook that refuses the renewed certificate; the hook records the refusal,
+    the retry service's command fails while it lasts, the module (the role's next run) fails
+    naming it; once the lineage is right, the retry hands it over and clears it.  A
+    successful hook run writes nothing to stderr, and every line it logs is timestamped."""
+    certbot = acme.Certbot(pebble, tmp_path / 'certbot')
+    certs, log, state_file = tmp_path / 'certs', tmp_path / 'hook.log', tmp_path / 'state' / 'handoff.json'
+    certs.mkdir()
+    certbot.certonly('mail', HOSTS)
+    live = str(certbot.live('mail'))
+    hostnames = HOSTS + ['webmail.example.org']  # the inventory gained a name the certificate lacks
+    settings = dict(
+        mailu_certificates_lineage=live, mailu_certificates_certs_dir=str(certs),
+        mailu_certificates_hostnames=hostnames, mailu_certificates_hook_log=str(log),
+        mailu_certificates_state_file=str(state_file),
+        mailu_certificates_front_container='nantral-test-absent-%s' % uuid.uuid4().hex[:8],
+        mailu_certificates_compose_project='nantral-test-absent-%s' % uuid.uuid4().hex[:8])
+    rendered = render_hook(tmp_path, **settings)
+    hook = certbot.deploy_hooks / '50-nantral-mailu-front'
+    shutil.copy(rendered['hook'], hook)
+    before = engine.handoff(live, str(certs), HOSTS, front=None)  # what front served so far
+    served_before = tree(str(certs))
+
+    renewed = certbot('-q', 'renew', '--force-renewal', '--no-random-sleep-on-renew')
+    assert (renewed.returncode, renewed.stdout, renewed.stderr) == (0, '', '')  # Certbot's silence
+    assert "Hook 'deploy-hook' reported error code 1" in certbot.log()
+    assert tree(str(certs)) == served_before  # front keeps its certificate
+    state = engine.read_state(str(state_file))
+    assert (state['status'], state['by'], state['source']) == ('refused', 'Certbot deploy hook', live)
+    assert state['message'].startswith('refusing the certificate from %s, the installed pair is left as it is' % live)
+    assert 'does not cover webmail.example.org' in state['message']
+    assert_stamped(log.read_text())
+    assert 'FAILED, front keeps the certificate it had' in log.read_text()
+
+    retry = exec_start(rendered['service'])
+    assert retry == [rendered['hook'], '--retry']
+    assert 'OnCalendar=hourly' in rendered['timer'] and 'Persistent=true' in rendered['timer']
+    for _attempt in range(2):  # fails at every attempt while refused
+        failed = subprocess.run(retry, capture_output=True, text=True, check=False)
+        assert failed.returncode == 1, failed
+        assert 'does not cover webmail.example.org' in failed.stderr
+        assert_stamped(failed.stderr)
+    assert engine.read_state(str(state_file))['since'] == state['since']
+
+    role_run = install(run, live, certs, hostnames=hostnames, state_file=str(state_file))
+    assert role_run['failed'] is True
+    assert 'before this run, the handoff from %s was refused by the retry service at ' % live in role_run['msg']
+
+    # The administrator takes webmail. out of the inventory again; the role renders the hook anew.
+    settings['mailu_certificates_hostnames'] = HOSTS
+    render_hook(tmp_path, **settings)
+    shutil.copy(rendered['hook'], hook)
+    fixed = subprocess.run(retry, capture_output=True, text=True, check=False)
+    assert (fixed.returncode, fixed.stderr) == (0, ''), fixed
+    assert_stamped(fixed.stdout)
+    assert 'the refusal recorded in %s is cleared' % state_file in fixed.stdout
+    assert engine.read_state(str(state_file))['status'] == 'ok'
+    assert before.installed['fingerprint_sha256'] != engine.describe(
+        engine.load_chain((certs / 'cert.pem').read_bytes(), 'x'))['fingerprint_sha256']
+    idle = subprocess.run(retry, capture_output=True, text=True, check=False)
+    assert (idle.returncode, idle.stderr) == (0, '') and 'nothing to retry' in idle.stdout
+
+    # A successful renewal: the hook writes nothing to stderr ("ran with error output").
+    lines = len(certbot.log().splitlines())
+    renewed = certbot('renew', '--force-renewal', '--no-random-sleep-on-renew')
+    new_log = '\n'.join(certbot.log().splitlines()[lines:])
+    assert 'Running deploy-hook command: %s' % hook in new_log
+    assert 'ran with error output' not in new_log and 'reported error code' not in new_log
+    assert 'installed ' in new_log and engine.read_state(str(state_file))['by'] == 'Certbot deploy hook'
+    assert_stamped(log.read_text())
+    assert install(run, live, certs, hostnames=HOSTS, state_file=str(state_file))['changed'] is False
+
+
+# ---------------------------------------------------------------- the compose project reaches the hook (item 12)
+
+def test_role_passes_the_compose_project_and_state_file():
+    """The role's handoff task passes the project (and the state file) to the module; the
+    project defaults to the stack's, in defaults/main.yml as in meta/argument_specs.yml."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    role = REPO / 'roles' / 'mailu_certificates'
+    tasks = yaml.safe_load((role / 'tasks' / 'main.yml').read_text())
+    handoff_task = [t for t in tasks if 'nantral.mailu.mailu_certificate' in t][0]['nantral.mailu.mailu_certificate']
+    assert handoff_task['compose_project'] == '{{ mailu_certificates_compose_project }}'
+    assert handoff_task['state_file'] == '{{ mailu_certificates_state_file }}'
+    defaults = yaml.safe_load((role / 'defaults' / 'main.yml').read_text())
+    assert defaults['mailu_certificates_compose_project'] == "{{ mailu_stack_project_name | default('mailu') }}"
+    spec = yaml.safe_load((role / 'meta' / 'argument_specs.yml').read_text())['argument_specs']['main']['options']
+    assert spec['mailu_certificates_compose_project']['type'] == 'str'
+
+
+def test_hook_finds_a_renamed_front_by_the_stacks_compose_project(pki, docker_client, tmp_path):
+    """Front's container is not named <project>-front-1 any more (recreated under another
+    name): the hook finds it by the Compose labels of the project the inventory names in
+    mailu_stack_project_name, not of `mailu`, and reloads it."""
+    certs = tmp_path / 'certs'
+    certs.mkdir()
+    first, renewed = pki.leaf(slot=80), pki.leaf(slot=81)
+    engine.handoff(write_pair(tmp_path / 'a', *first), str(certs), HOSTS, front=None)
+    project = 'nantral-test-%s' % uuid.uuid4().hex[:8]
+    live = lineage(tmp_path / 'letsencrypt', 'mail', [first, renewed])
+    rendered = render_hook(
+        tmp_path, mailu_stack_project_name=project, mailu_certificates_lineage=live,
+        mailu_certificates_certs_dir=str(certs), mailu_certificates_hostnames=HOSTS,
+        mailu_certificates_hook_log=str(tmp_path / 'hook.log'),
+        mailu_certificates_state_file=str(tmp_path / 'state.json'))
+    front = Front(docker_client, '1.9', certs, labels={'com.docker.compose.project': project,
+                                                       'com.docker.compose.service': 'front'})
+    try:
+        front.wait_healthy()
+        assert front.name != '%s-front-1' % project
+        done = subprocess.run([rendered['hook']], env=dict(os.environ, RENEWED_LINEAGE=live), capture_output=True,
+                              text=True, check=False)
+        assert (done.returncode, done.stderr) == (0, ''), done
+        assert 'reloaded: %s: nginx -s reload' % front.name in done.stdout
+        for port in (443, 993):
+            wait_served(front.ports[port], cert_fingerprint(renewed))
+    finally:
+        front.remove()

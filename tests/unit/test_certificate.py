@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import docker
@@ -396,11 +397,11 @@ def test_failure_midway_puts_files_back(pki, tmp_path, certs, monkeypatch, faili
     before = tree(str(certs))
     real_replace, calls = os.replace, []
 
-    def replace(src, dst):
+    def replace(src, dst, **dir_fds):
         calls.append(dst)
         if len(calls) == failing_call:
             raise OSError(28, 'No space left on device')
-        return real_replace(src, dst)
+        return real_replace(src, dst, **dir_fds)
 
     monkeypatch.setattr(engine.os, 'replace', replace)
     front = FakeFront()
@@ -589,3 +590,196 @@ def test_standalone_without_ansible(pki, tmp_path, certs):
     assert refused.returncode == 1
     assert refused.stderr.startswith('mailu_certificate: refusing the certificate from %s' % live)
     assert 'does not cover webmail.example.org' in refused.stderr
+
+
+# ---------------------------------------------------------------- issue 8, items 7 to 10
+
+@pytest.mark.parametrize('cert_filename, key_filename', [
+    ('cert.pem', 'cert.pem'), ('key.pem', './key.pem'), ('sub//pair.pem', 'sub/pair.pem'),
+    ('key.pem.previous', 'key.pem'), ('cert.pem', 'cert.pem.previous')])
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_same_file_for_chain_and_key_refused(pki, tmp_path, certs, cert_filename, key_filename, check_mode):
+    """Item 7: one file for both would lose the key (0644 chain written last), and change at every run."""
+    (certs / 'sub').mkdir()
+    with pytest.raises(engine.CertificateError) as info:
+        handoff(write_pair(tmp_path / 'a', *pki.leaf()), certs, cert_filename=cert_filename,
+                key_filename=key_filename, check_mode=check_mode, front=FakeFront())
+    assert ' name the same file ' in str(info.value) and str(info.value).endswith('nothing was changed')
+    assert str(info.value).startswith(('cert_filename and key_filename', 'key_filename and cert_filename',
+                                       'cert_filename and key_filename.previous',
+                                       'key_filename and cert_filename.previous'))
+    assert os.listdir(certs) == ['sub'] and os.listdir(certs / 'sub') == []
+
+
+@pytest.mark.parametrize('old_cert_mode', [0o644, 0o600])
+def test_previous_of_a_combined_file_never_readable_by_others(pki, tmp_path, certs, old_cert_mode):
+    """Item 8: an installed cert.pem that holds the key too (a combined file) is kept as
+    cert.pem.previous in mode 0600; and a chain that was 0600 stays 0600."""
+    old, new = pki.leaf(), pki.leaf(slot=1)
+    handoff(write_pair(tmp_path / 'a', *old), certs)
+    (certs / 'cert.pem').write_bytes(pem(*old[0]) + pem_key(old[1]))
+    os.chmod(certs / 'cert.pem', old_cert_mode)
+    handoff(write_pair(tmp_path / 'b', *new), certs)
+    kind, mode, content = tree(str(certs))['cert.pem.previous']
+    assert b'PRIVATE KEY' in content and (kind, mode) == ('file', 0o600)
+    assert tree(str(certs))['key.pem.previous'][1] == 0o600
+    assert tree(str(certs))['cert.pem'] == ('file', 0o644, pem(*new[0]))
+
+
+def test_previous_chain_mode(pki, tmp_path, certs):
+    """A plain chain stays readable by others; a key in another label, text with PRIVATE, no
+    certificate at all (garbage): not."""
+    chain = pem(*pki.leaf()[0])
+    key = pem_key(pki.leaf()[1])
+    assert not engine.holds_private_key(chain)
+    assert not engine.holds_private_key(b'Bag Attributes\n' + chain + b'\n')
+    for data in (chain + key, key, b'garbage', b'', chain.replace(b'CERTIFICATE', b'EC PRIVATE KEY', 2),
+                 chain + b'-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n',
+                 chain + b'-----BEGIN ENCRYPTED STUFF-----\nAAAA\n-----END ENCRYPTED STUFF-----\n'):
+        assert engine.holds_private_key(data), data[:60]
+
+
+@pytest.mark.parametrize('which', ['cert_filename', 'key_filename'])
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_no_write_through_a_symlinked_directory(pki, tmp_path, certs, which, check_mode):
+    """Item 9: sub is a symlink out of the certs directory: nothing is written there, not
+    even a temporary or .previous file, and the handoff is refused."""
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'victim.pem').write_bytes(b'precious')
+    os.symlink(outside, certs / 'sub')
+    before, outside_before = tree(str(certs)), tree(str(outside))
+    with pytest.raises(InstallError) as info:
+        handoff(write_pair(tmp_path / 'a', *pki.leaf()), certs, check_mode=check_mode, front=FakeFront(),
+                **{which: 'sub/victim.pem'})
+    assert str(info.value) == ('%s is not a directory of %s (a symlink, perhaps): the certificate files are only '
+                               'written inside the certs directory; nothing was changed' % (certs / 'sub', certs))
+    assert tree(str(certs)) == before and tree(str(outside)) == outside_before
+
+
+def test_symlink_deeper_in_a_subdirectory(pki, tmp_path, certs):
+    """A real subdirectory works; a symlink further down is refused the same way."""
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (certs / 'tls').mkdir()
+    os.symlink(outside, certs / 'tls' / 'deeper')
+    source = write_pair(tmp_path / 'a', *pki.leaf())
+    result = handoff(source, certs, cert_filename='tls/chain.pem', key_filename='tls/key.pem')
+    assert result.changed and sorted(os.listdir(certs / 'tls')) == ['chain.pem', 'deeper', 'key.pem']
+    assert result.cert_path == str(certs / 'tls' / 'chain.pem')
+    with pytest.raises(InstallError, match='deeper is not a directory of'):
+        handoff(source, certs, cert_filename='tls/deeper/chain.pem', key_filename='tls/key.pem')
+    assert os.listdir(outside) == []
+
+
+def test_entries_that_are_symlinks_out_are_replaced_not_followed(pki, tmp_path, certs):
+    """cert.pem, key.pem and their .previous pointing out of the certs directory: the links are
+    replaced by real files, the files they point to stay as they were."""
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    old = pki.leaf()
+    handoff(write_pair(tmp_path / 'a', *old), certs)
+    for name in ('cert.pem.previous', 'key.pem.previous'):
+        (outside / name).write_bytes(b'precious')
+        os.symlink(outside / name, certs / name)
+    result = handoff(write_pair(tmp_path / 'b', *pki.leaf(slot=1)), certs)
+    assert result.changed
+    assert tree(str(outside)) == {'cert.pem.previous': ('file', 0o644, b'precious'),
+                                  'key.pem.previous': ('file', 0o644, b'precious')}
+    files = tree(str(certs))
+    assert files['cert.pem.previous'] == ('file', 0o644, pem(*old[0]))
+    assert files['key.pem.previous'] == ('file', 0o600, pem_key(old[1]))
+
+
+def test_temporary_files_are_new_files(pki, tmp_path, certs, monkeypatch):
+    """A temporary name already taken (a symlink planted there) is never written through."""
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    monkeypatch.setattr(engine.secrets, 'token_hex', lambda n: 'fixed')
+    os.symlink(outside / 'planted', certs / '.key.pem.fixed.tmp')
+    with pytest.raises(InstallError, match='File exists'):
+        handoff(write_pair(tmp_path / 'a', *pki.leaf()), certs)
+    assert os.listdir(outside) == []
+    assert sorted(os.listdir(certs)) == ['.key.pem.fixed.tmp']
+
+
+class CountingBytes:
+    """Bytes that count how many bytes ``find``, ``rfind`` and slicing cover."""
+
+    def __init__(self, data):
+        self.data, self.covered = data, 0
+
+    def __len__(self):
+        return len(self.data)
+
+    def find(self, sub, start=0, end=None):
+        end = len(self.data) if end is None else end
+        found = self.data.find(sub, start, end)
+        self.covered += (found + len(sub) if found >= 0 else end) - start
+        return found
+
+    def rfind(self, sub, start=0, end=None):
+        end = len(self.data) if end is None else end
+        found = self.data.rfind(sub, start, end)
+        self.covered += end - (found if found >= 0 else start)
+        return found
+
+    def __getitem__(self, index):
+        part = self.data[index]
+        self.covered += len(part)
+        return part
+
+    def upper(self):
+        self.covered += len(self.data)
+        return self.data.upper()
+
+
+def hostile_inputs(size):
+    begin = b'-----BEGIN CERTIFICATE-----\n'
+    return {
+        'BEGIN lines only': begin * (size // len(begin)),
+        'BEGIN lines then one END': begin * (size // len(begin)) + b'-----END CERTIFICATE-----\n',
+        'mismatched pairs': (b'-----BEGIN CERTIFICATE-----\nAAAA\n-----END X509 CRL-----\n') * (size // 52),
+        'END lines only': b'-----END CERTIFICATE-----\n' * (size // 26),
+        'dashes': b'-' * size,
+    }
+
+
+@pytest.mark.parametrize('case', sorted(hostile_inputs(100)))
+def test_pem_scan_is_linear(case):
+    """Item 10: the scan covers each byte a bounded number of times, whatever the input."""
+    for size in (1 << 16, 5 << 20):
+        data = CountingBytes(hostile_inputs(size)[case])
+        engine._pem_blocks(data, lambda label: True)
+        assert data.covered <= 8 * len(data) + 1000, (size, data.covered)  # quadratic: ~len²/50
+
+
+def test_pem_scan_finds_the_same_blocks(pki):
+    chain, key = pki.leaf()
+    text = b'noise\n' + pem(*chain) + b'-----BEGIN CERTIFICATE-----\nunterminated\n' + pem_key(key) + pem(pki.root)
+    assert engine._pem_blocks(text, lambda label: True) == [
+        pem(chain[0]).rstrip(b'\n'), pem(chain[1]).rstrip(b'\n'), pem_key(key).rstrip(b'\n'), pem(pki.root).rstrip(b'\n')]
+    assert engine.load_chain(text, 'x') == chain + [pki.root]
+    crlf = pem(*chain).replace(b'\n', b'\r\n')
+    assert engine.load_chain(crlf, 'x') == chain
+
+
+@pytest.mark.parametrize('case', sorted(hostile_inputs(100)))
+def test_hostile_input_handled_quickly(pki, tmp_path, certs, case):
+    """Item 10, end to end: 5 MB of hostile input refused in well under 2 s, by the size limit
+    for a source file, and by the scan itself for an installed file of that size."""
+    data = hostile_inputs(5 << 20)[case]
+    started = time.monotonic()
+    with pytest.raises(SourceError):
+        engine.load_chain(data, 'hostile.pem')
+    assert time.monotonic() - started < 2
+    (tmp_path / 'hostile.pem').write_bytes(data)
+    key = tmp_path / 'key.pem'
+    key.write_bytes(pem_key(pki.leaf()[1]))
+    started = time.monotonic()
+    with pytest.raises(SourceError, match='larger than 1048576 bytes: not a certificate or key file'):
+        handoff((tmp_path / 'hostile.pem', key), certs)
+    (certs / 'cert.pem').write_bytes(data)
+    assert handoff(write_pair(tmp_path / 'good', *pki.leaf()), certs).changes[0].startswith(
+        'the installed pair is unusable')
+    assert time.monotonic() - started < 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 
+from ansible_collections.nantral.mailu.plugins.module_utils import mailu_db
 from ansible_collections.nantral.mailu.plugins.module_utils import mailu_input as inp
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_input import InputError, MailuError
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_passwords import (
@@ -693,13 +694,51 @@ def _scheme_text(stored, rounds):
     return 'a %s hash' % scheme
 
 
+def _verify(cur, plan):
+    """Re-check, after the writes and just before COMMIT, the invariants that span rows.
+
+    Writers of this collection hold the accounts lock, so nothing of theirs can slip in
+    between the read and the writes; Mailu's admin does not take it.  Under READ
+    COMMITTED each statement sees what other sessions committed until then, so these
+    queries catch what the admin committed while this run was planning.  What it commits
+    between this check and COMMIT cannot be seen: Mailu's admin has the same window
+    between its own requests.
+    """
+    checks = (
+        ('user', 'email', 'an alias', 'SELECT email FROM alias WHERE email = ANY(%s)',
+         [row['email'] for row in plan.inserts[USER.name]]),
+        ('alias', 'email', 'a user', 'SELECT email FROM "user" WHERE email = ANY(%s)',
+         [row['email'] for row in plan.inserts[ALIAS.name]]),
+        ('domain', 'name', 'an alternative name', 'SELECT name FROM alternative WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[DOMAIN.name]]),
+        ('domain', 'name', 'a relayed domain', 'SELECT name FROM relay WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[DOMAIN.name]]),
+        ('alternative name', 'name', 'a domain', 'SELECT name FROM domain WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[ALTERNATIVE.name]]),
+        ('alternative name', 'name', 'a relayed domain', 'SELECT name FROM relay WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[ALTERNATIVE.name]]),
+    )
+    for singular, field, other, sql, keys in checks:
+        if not keys:
+            continue
+        cur.execute(sql, (sorted(keys),))
+        clash = sorted(row[0] for row in cur.fetchall())
+        if clash:
+            raise InputError(singular, clash[0], field,
+                             'is already used by %s, written by another client (such as Mailu\'s admin) while '
+                             'this run was planning; run again' % other)
+
+
 def run(conn, release, declared, purge=(), update_password='on_create',
         hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, check_mode=False, want_diff=False,
-        default_quota=None, default_spam_threshold=None):
+        default_quota=None, default_spam_threshold=None, lock_timeout=120):
     """Parse, plan and apply in one transaction; rolled back in check mode.
 
-    Returns (plan, queries).  On any error the transaction is rolled back and the
-    database is exactly as before.
+    A real run first takes the accounts lock (waiting at most ``lock_timeout`` seconds
+    for another writer), so that it plans from what the previous writer committed; check
+    mode reads without it.  Returns (plan, queries).  On any error the transaction is
+    rolled back and the database is exactly as before, except when the connection is
+    lost during COMMIT (``CommitOutcomeUnknown``).
     """
     parsed = parse(declared, release)
     if hash_rounds < 4 or hash_rounds > 31:
@@ -707,6 +746,11 @@ def run(conn, release, declared, purge=(), update_password='on_create',
     check_password_policy(parsed, update_password, hash_rounds)
     new_user = new_user_defaults(release, default_quota, default_spam_threshold)
     try:
+        if check_mode:
+            with conn.cursor() as cur:
+                mailu_db.set_lock_timeout(cur, lock_timeout)
+        else:
+            mailu_db.lock_accounts(conn, lock_timeout)
         with conn.cursor() as cur:
             state = State(cur, release, scope(parsed, purge))
             plan = Planner(state, release, parsed, purge, update_password, hash_rounds, want_diff,
@@ -714,13 +758,15 @@ def run(conn, release, declared, purge=(), update_password='on_create',
             plan.declared = parsed
             plan.state = state
             queries = apply(cur, plan, release)
+            _verify(cur, plan)
         if check_mode:
             conn.rollback()
-        else:
-            conn.commit()
     except BaseException:
-        conn.rollback()
+        if not conn.closed:
+            conn.rollback()
         raise
+    if not check_mode:
+        mailu_db.commit(conn, plan, queries)
     return plan, queries
 
 

@@ -24,8 +24,10 @@ options:
     default: 5432
   login_user:
     description:
-      - Role to connect as. It needs C(SELECT), C(INSERT), C(UPDATE) and C(DELETE) on Mailu's tables;
-        the role Mailu itself uses (the owner of its database) has them.
+      - Role to connect as. It needs C(SELECT), C(INSERT), C(UPDATE) and C(DELETE) on Mailu's tables,
+        and once C(CREATE) in the C(public) schema for the collection's own table C(nantral_mailu_managed)
+        (what the collection manages, see O(nantral.mailu.mailu_accounts#module:purge)); the role Mailu itself
+        uses (the owner of its database) has them.
     type: str
     default: mailu
   login_password:
@@ -93,7 +95,7 @@ notes:
     nothing, if Mailu's admin committed such a row meanwhile. A row the admin commits in the
     milliseconds between that check and the commit cannot be seen; Mailu's admin has the same gap
     between its own requests.
-  - If the connection is lost while committing, whether the run's changes were applied is unknown:
+  - If the connection is lost while committing, whether the run's changes were applied is unknown;
     the module fails with a message saying so, and lists what it had sent as C(unconfirmed).
     Run it again; it converges.
 '''

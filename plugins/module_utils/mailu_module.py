@@ -130,7 +130,8 @@ def run_accounts(module, declared, purge=(), want_diff=None, name='mailu_account
             want_diff=module._diff if want_diff is None else want_diff,
             default_quota=module.params.get('default_quota'),
             default_spam_threshold=module.params.get('default_spam_threshold'),
-            lock_timeout=module.params['lock_timeout'])
+            lock_timeout=module.params['lock_timeout'],
+            purge_limit=module.params.get('purge_limit', mailu_accounts.DEFAULT_PURGE_LIMIT))
     except mailu_db.CommitOutcomeUnknown as exc:
         # What this run sent; whether it was applied is what the message says is unknown.
         fail_json(module, str(exc), queries=exc.queries, unconfirmed=exc.plan.report)

@@ -24,8 +24,10 @@ options:
     default: 5432
   login_user:
     description:
-      - Role to connect as. It needs C(SELECT), C(INSERT), C(UPDATE) and C(DELETE) on Mailu's tables;
-        the role Mailu itself uses (the owner of its database) has them.
+      - Role to connect as. It needs C(SELECT), C(INSERT), C(UPDATE) and C(DELETE) on Mailu's tables,
+        and once C(CREATE) in the C(public) schema for the collection's own table C(nantral_mailu_managed)
+        (what the collection manages, see O(nantral.mailu.mailu_accounts#module:purge)); the role Mailu itself
+        uses (the owner of its database) has them.
     type: str
     default: mailu
   login_password:
@@ -66,12 +68,36 @@ options:
         C(0ba45693748d) (Mailu 2024.06).
     type: int
     default: 0
+  lock_timeout:
+    description:
+      - Seconds a module that changes accounts waits for another writer to finish. Every run that
+        writes takes one PostgreSQL advisory lock (C(pg_advisory_xact_lock(7953759863327255553)) in
+        Mailu's database) before it reads the state it plans from, so two playbooks, or a playbook
+        and a cron job, run one after the other and the second one plans from what the first one
+        committed.
+      - When the wait runs out the module fails, changing nothing, with a message naming the session
+        that holds the lock (its PostgreSQL pid, C(application_name), user and address). The
+        modules' sessions are named C(nantral.mailu.<module> pid <pid> <user>@<host>).
+      - Check mode and M(nantral.mailu.mailu_info) do not take the lock; check mode waits at most this
+        long for a row another session is writing.
+      - V(0) fails at once when another writer holds the lock.
+    type: int
+    default: 120
 requirements:
   - psycopg >= 3.1 (Debian's C(python3-psycopg)) on the host that runs the module.
 notes:
   - The module runs on the host it is delegated to, which must reach the database. Use
     C(module_defaults) with the group C(group/nantral.mailu.mailu) to set the connection once.
   - Every run is one transaction. In check mode the same statements run and are rolled back.
+  - Mailu's own admin (web UI, API, CLI) writes the same tables without taking the lock. Just before
+    committing, a run re-reads what could clash with the rows it creates (a user and an alias with
+    one address, a domain that is also an alternative name or a relayed domain) and fails, changing
+    nothing, if Mailu's admin committed such a row meanwhile. A row the admin commits in the
+    milliseconds between that check and the commit cannot be seen; Mailu's admin has the same gap
+    between its own requests.
+  - If the connection is lost while committing, whether the run's changes were applied is unknown;
+    the module fails with a message saying so, and lists what it had sent as C(unconfirmed).
+    Run it again; it converges.
 '''
 
     # Hashing requirements, for the modules that write or verify passwords.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 
+from ansible_collections.nantral.mailu.plugins.module_utils import mailu_db
 from ansible_collections.nantral.mailu.plugins.module_utils import mailu_input as inp
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_input import InputError, MailuError
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_passwords import (
@@ -40,6 +41,16 @@ from ansible_collections.nantral.mailu.plugins.module_utils.mailu_schema import 
 )
 
 KINDS = ('domains', 'users', 'aliases')
+# Most objects one purge may remove unless the run says otherwise (purge_limit).
+DEFAULT_PURGE_LIMIT = 10
+# The collection's own bookkeeping in Mailu's database: the domains, users and aliases it
+# created or was declared to manage, each with the created_at of the row it manages (a
+# row deleted and created again in Mailu's admin, on another day, is not the same row).
+# purge only removes these; Mailu's migrations never touch a table they do not know.
+MANAGED_TABLE = 'nantral_mailu_managed'
+_MANAGED_DDL = (
+    'CREATE TABLE IF NOT EXISTS %s (kind varchar(16) NOT NULL, name varchar(255) NOT NULL, '
+    'created_at date NOT NULL, CONSTRAINT %s_pkey PRIMARY KEY (kind, name))' % (MANAGED_TABLE, MANAGED_TABLE))
 # What a diff shows for a password: never the hash itself.
 PASSWORD_SET = '(hash set)'
 PASSWORD_NEW = '(new hash)'
@@ -120,6 +131,7 @@ def accounts_argument_spec():
         users=dict(type='list', elements='dict', default=[], options=user_spec()),
         aliases=dict(type='list', elements='dict', default=[], options=alias_spec()),
         purge=dict(type='list', elements='str', default=[], choices=list(KINDS)),
+        purge_limit=dict(type='int', default=DEFAULT_PURGE_LIMIT),
     )
     return spec
 
@@ -274,10 +286,21 @@ class State(object):
         self.managers = set(cur.fetchall())
         cur.execute('SELECT name FROM relay' + ('' if domains is None else ' WHERE name = ANY(%(d)s)'), args)
         self.relays = set(row[0] for row in cur.fetchall())
+        cur.execute('SELECT to_regclass(%s) IS NOT NULL', ('public.%s' % MANAGED_TABLE,))
+        self.has_managed_table = cur.fetchone()[0]
+        self.managed_marks = {}
+        if self.has_managed_table:
+            cur.execute('SELECT kind, name, created_at FROM %s' % MANAGED_TABLE)
+            self.managed_marks = dict(((kind, name), created) for kind, name, created in cur.fetchall())
+
+    def managed(self, kind, key):
+        """Whether the collection manages this existing object (created or declared it)."""
+        row = getattr(self, kind)[key]
+        return self.managed_marks.get((kind, key)) == row['created_at']
 
     @staticmethod
     def _rows(cur, table, release, where, args, extra=''):
-        names = [table.key] + [c.name for c in table.columns(release)]
+        names = [table.key, 'created_at'] + [c.name for c in table.columns(release)]
         cur.execute('SELECT %s%s FROM %s%s' % (', '.join(names), extra, table.sql_name, where), args)
         names += [extra[2:]] if extra else []
         return dict((row[0], dict(zip(names, row))) for row in cur.fetchall())
@@ -321,6 +344,10 @@ class Plan(object):
         self.deletes = dict((t.name, []) for t in (DOMAIN, ALTERNATIVE, USER, ALIAS))
         self.manager_inserts = []
         self.manager_deletes = []
+        self.mark_inserts = []
+        self.mark_deletes = []
+        self.unmanaged = dict((kind, []) for kind in KINDS)
+        self.create_managed_table = False
         self.report = dict((kind, dict(created=[], updated=[], removed=[])) for kind in KINDS)
         self.before = dict((kind, {}) for kind in KINDS)
         self.after = dict((kind, {}) for kind in KINDS)
@@ -338,7 +365,8 @@ class Planner(object):
     """
 
     def __init__(self, state, release, declared, purge=(), update_password='on_create',
-                 hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, want_diff=False, new_user=None):
+                 hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, want_diff=False, new_user=None,
+                 purge_limit=DEFAULT_PURGE_LIMIT):
         self.state = state
         self.new_user = new_user or new_user_defaults(release)
         self.release = release
@@ -348,6 +376,7 @@ class Planner(object):
         self.hash_rounds = hash_rounds
         self.want_diff = want_diff
         self.today = datetime.date.today()
+        self.purge_limit = purge_limit
         self.plan = Plan()
 
     # -- helpers ---------------------------------------------------------------------
@@ -389,21 +418,34 @@ class Planner(object):
         self._plan_domains(final_domains, final_users)
         self._plan_users()
         self._plan_aliases()
+        self._plan_marks()
         return self.plan
 
     def _decide_removals(self):
-        """Which existing objects go: declared absent, purged, or inside a removed domain."""
+        """Which existing objects go: declared absent, purged, or inside a removed domain.
+
+        purge only takes objects the collection manages; the others are reported as
+        ``unmanaged`` and kept.  A purged domain that still holds kept users or aliases
+        is refused, since its removal would take them.
+        """
         self._removing = dict((kind, set()) for kind in KINDS)
+        self._purged = dict((kind, set()) for kind in KINDS)
         for kind in KINDS:
             current = getattr(self.state, kind)
             for key, obj in self.declared[kind].items():
                 if obj.state == 'absent' and key in current:
                     self._removing[kind].add(key)
             if kind in self.purge:
-                self._removing[kind] |= set(key for key in current if key not in self.declared[kind])
-        for domain in self._removing['domains']:
+                for key in sorted(key for key in current if key not in self.declared[kind]):
+                    if self.state.managed(kind, key):
+                        self._purged[kind].add(key)
+                    else:
+                        self.plan.unmanaged[kind].append(key)
+                self._removing[kind] |= self._purged[kind]
+        for domain in sorted(self._removing['domains']):
             obj = self.declared['domains'].get(domain)
             users = [u for u, row in self.state.users.items() if row['domain_name'] == domain]
+            aliases = [a for a, row in self.state.aliases.items() if row['domain_name'] == domain]
             staying = sorted(u for u in users if u not in self._removing['users'])
             for kind in ('users', 'aliases'):
                 declared_inside = sorted(k for k, o in self.declared[kind].items()
@@ -411,13 +453,64 @@ class Planner(object):
                 if declared_inside:
                     raise InputError(SINGULAR[kind], declared_inside[0], 'email',
                                      'is declared present in domain %s, which is being removed' % domain)
-            if staying and not (obj is not None and obj.force):
+            if obj is None:
+                # Purged: the aliases it takes count as purged, and none that purge keeps.
+                staying += sorted(a for a in aliases if a not in self._removing['aliases']
+                                  and not self.state.managed('aliases', a))
+                if staying:
+                    raise InputError('domain', domain, 'name',
+                                     'is not listed, so purge would remove it, but it still has %d user(s) or '
+                                     'alias(es) that stay (%s%s): list the domain, or remove them first'
+                                     % (len(staying), ', '.join(staying[:5]), ', ...' if len(staying) > 5 else ''))
+                self._purged['aliases'] |= set(a for a in aliases if a not in self._removing['aliases'])
+            elif staying and not obj.force:
                 raise InputError('domain', domain, 'state',
                                  'cannot be absent: the domain still has %d user(s) (%s%s); remove them '
                                  'first or set force: true' % (len(staying), ', '.join(staying[:5]),
                                                                ', ...' if len(staying) > 5 else ''))
             self._removing['users'] |= set(users)
-            self._removing['aliases'] |= set(a for a, row in self.state.aliases.items() if row['domain_name'] == domain)
+            self._removing['aliases'] |= set(aliases)
+        self._check_purge()
+
+    def _check_purge(self):
+        """Refuses a purge that looks like a mistake in the inventory, before anything is
+        written: one of a kind declared with no object present (a variable that rendered
+        to []), or one that removes more than purge_limit objects (-1: no limit)."""
+        if self.purge_limit == -1:
+            return
+        listed = '; '.join('%s %s' % (kind, ', '.join(sorted(keys))) for kind, keys in
+                           ((kind, self._purged[kind]) for kind in KINDS) if keys)
+        total = sum(len(keys) for keys in self._purged.values())
+        for kind in KINDS:
+            if kind in self.purge and self._purged[kind] and not any(
+                    o.state == 'present' for o in self.declared[kind].values()):
+                raise MailuError(
+                    'purge refused, nothing was changed: purge names %s, but no %s is declared present, so it '
+                    'would remove every %s the collection manages (%s). An empty list is usually a variable '
+                    'that rendered to []; to remove them, declare them with state: absent, or set '
+                    'purge_limit: -1' % (kind, SINGULAR[kind], SINGULAR[kind], listed))
+        if total > self.purge_limit:
+            raise MailuError(
+                'purge refused, nothing was changed: it would remove %d object(s), more than purge_limit (%d): %s. '
+                'Check the inventory; to remove them, raise purge_limit for this run (-1: no limit), or declare '
+                'them with state: absent' % (total, self.purge_limit, listed))
+
+    def _plan_marks(self):
+        """The bookkeeping of what the collection manages: every object declared present
+        becomes managed (a created one, or one made in Mailu's admin that the inventory
+        now declares); a removed one stops being."""
+        for kind in KINDS:
+            current = getattr(self.state, kind)
+            for key in sorted(self.declared[kind]):
+                if self.declared[kind][key].state != 'present':
+                    continue
+                if key not in current:
+                    self.plan.mark_inserts.append((kind, key, self.today))
+                elif not self.state.managed(kind, key):
+                    self.plan.mark_inserts.append((kind, key, current[key]['created_at']))
+            self.plan.mark_deletes.extend((kind, key) for key in sorted(self._removing[kind])
+                                          if (kind, key) in self.state.managed_marks)
+        self.plan.create_managed_table = bool(self.plan.mark_inserts) and not self.state.has_managed_table
 
     def _plan_removals(self):
         for kind in KINDS:
@@ -661,7 +754,23 @@ def apply(cur, plan, release):
     if plan.manager_inserts:
         cur.executemany('INSERT INTO manager (domain_name, user_email) VALUES (%s, %s)', plan.manager_inserts)
         queries.append('INSERT INTO manager (domain_name, user_email) VALUES (%%s, %%s) -- %d pair(s)' % len(plan.manager_inserts))
+    _apply_marks(cur, queries, plan)
     return queries
+
+
+def _apply_marks(cur, queries, plan):
+    if plan.create_managed_table:
+        cur.execute(_MANAGED_DDL)
+        queries.append(_MANAGED_DDL)
+    if plan.mark_deletes:
+        sql = 'DELETE FROM %s WHERE kind = %%s AND name = %%s' % MANAGED_TABLE
+        cur.executemany(sql, plan.mark_deletes)
+        queries.append('%s -- %d row(s)' % (sql, len(plan.mark_deletes)))
+    if plan.mark_inserts:
+        sql = ('INSERT INTO %s (kind, name, created_at) VALUES (%%s, %%s, %%s) '
+               'ON CONFLICT (kind, name) DO UPDATE SET created_at = EXCLUDED.created_at' % MANAGED_TABLE)
+        cur.executemany(sql, plan.mark_inserts)
+        queries.append('%s -- %d row(s)' % (sql, len(plan.mark_inserts)))
 
 
 def new_user_defaults(release, default_quota=None, default_spam_threshold=None):
@@ -711,34 +820,82 @@ def _scheme_text(stored, rounds):
     return 'a %s hash' % scheme
 
 
+def _verify(cur, plan):
+    """Re-check, after the writes and just before COMMIT, the invariants that span rows.
+
+    Writers of this collection hold the accounts lock, so nothing of theirs can slip in
+    between the read and the writes; Mailu's admin does not take it.  Under READ
+    COMMITTED each statement sees what other sessions committed until then, so these
+    queries catch what the admin committed while this run was planning.  What it commits
+    between this check and COMMIT cannot be seen: Mailu's admin has the same window
+    between its own requests.
+    """
+    checks = (
+        ('user', 'email', 'an alias', 'SELECT email FROM alias WHERE email = ANY(%s)',
+         [row['email'] for row in plan.inserts[USER.name]]),
+        ('alias', 'email', 'a user', 'SELECT email FROM "user" WHERE email = ANY(%s)',
+         [row['email'] for row in plan.inserts[ALIAS.name]]),
+        ('domain', 'name', 'an alternative name', 'SELECT name FROM alternative WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[DOMAIN.name]]),
+        ('domain', 'name', 'a relayed domain', 'SELECT name FROM relay WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[DOMAIN.name]]),
+        ('alternative name', 'name', 'a domain', 'SELECT name FROM domain WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[ALTERNATIVE.name]]),
+        ('alternative name', 'name', 'a relayed domain', 'SELECT name FROM relay WHERE name = ANY(%s)',
+         [row['name'] for row in plan.inserts[ALTERNATIVE.name]]),
+    )
+    for singular, field, other, sql, keys in checks:
+        if not keys:
+            continue
+        cur.execute(sql, (sorted(keys),))
+        clash = sorted(row[0] for row in cur.fetchall())
+        if clash:
+            raise InputError(singular, clash[0], field,
+                             'is already used by %s, written by another client (such as Mailu\'s admin) while '
+                             'this run was planning; run again' % other)
+
+
 def run(conn, release, declared, purge=(), update_password='on_create',
         hash_rounds=DEFAULT_CREDENTIAL_ROUNDS, check_mode=False, want_diff=False,
-        default_quota=None, default_spam_threshold=None):
+        default_quota=None, default_spam_threshold=None, lock_timeout=120,
+        purge_limit=DEFAULT_PURGE_LIMIT):
     """Parse, plan and apply in one transaction; rolled back in check mode.
 
-    Returns (plan, queries).  On any error the transaction is rolled back and the
-    database is exactly as before.
+    A real run first takes the accounts lock (waiting at most ``lock_timeout`` seconds
+    for another writer), so that it plans from what the previous writer committed; check
+    mode reads without it.  Returns (plan, queries).  On any error the transaction is
+    rolled back and the database is exactly as before, except when the connection is
+    lost during COMMIT (``CommitOutcomeUnknown``).
     """
     parsed = parse(declared, release)
     if hash_rounds < 4 or hash_rounds > 31:
         raise InputError('option', 'hash_rounds', 'value', 'must be between 4 and 31, got %d' % hash_rounds)
+    if purge_limit < -1:
+        raise InputError('option', 'purge_limit', 'value', 'must be -1 (no limit) or more, got %d' % purge_limit)
     check_password_policy(parsed, update_password, hash_rounds)
     new_user = new_user_defaults(release, default_quota, default_spam_threshold)
     try:
+        if check_mode:
+            with conn.cursor() as cur:
+                mailu_db.set_lock_timeout(cur, lock_timeout)
+        else:
+            mailu_db.lock_accounts(conn, lock_timeout)
         with conn.cursor() as cur:
             state = State(cur, release, scope(parsed, purge))
             plan = Planner(state, release, parsed, purge, update_password, hash_rounds, want_diff,
-                           new_user).build()
+                           new_user, purge_limit).build()
             plan.declared = parsed
             plan.state = state
             queries = apply(cur, plan, release)
+            _verify(cur, plan)
         if check_mode:
             conn.rollback()
-        else:
-            conn.commit()
     except BaseException:
-        conn.rollback()
+        if not conn.closed:
+            conn.rollback()
         raise
+    if not check_mode:
+        mailu_db.commit(conn, plan, queries)
     return plan, queries
 
 

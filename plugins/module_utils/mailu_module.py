@@ -45,9 +45,10 @@ def check_requirements(module, passwords=True):
             module.fail_json(msg=missing_required_lib(name), exception=error)
 
 
-def connect(module):
+def connect(module, name):
+    """The connection for module ``name``, which pg_stat_activity shows as its application_name."""
     try:
-        return mailu_db.connect(module.params)
+        return mailu_db.connect(module.params, name)
     except MailuError as exc:
         fail_json(module, str(exc))
 
@@ -135,10 +136,10 @@ def fail_json(module, msg, **result):
     _finish(module, module.fail_json, result)
 
 
-def run_accounts(module, declared, purge=(), want_diff=None):
+def run_accounts(module, declared, purge=(), want_diff=None, name='mailu_accounts'):
     """Apply ``declared`` ({'domains': [...], 'users': [...], 'aliases': [...]}) and
     return (plan, queries, release); fails the module on any error."""
-    conn, release = connect(module)
+    conn, release = connect(module, name)
     try:
         plan, queries = mailu_accounts.run(
             conn, release, declared, purge=purge,
@@ -147,7 +148,12 @@ def run_accounts(module, declared, purge=(), want_diff=None):
             check_mode=module.check_mode,
             want_diff=module._diff if want_diff is None else want_diff,
             default_quota=module.params.get('default_quota'),
-            default_spam_threshold=module.params.get('default_spam_threshold'))
+            default_spam_threshold=module.params.get('default_spam_threshold'),
+            lock_timeout=module.params['lock_timeout'],
+            purge_limit=module.params.get('purge_limit', mailu_accounts.DEFAULT_PURGE_LIMIT))
+    except mailu_db.CommitOutcomeUnknown as exc:
+        # What this run sent; whether it was applied is what the message says is unknown.
+        fail_json(module, str(exc), queries=exc.queries, unconfirmed=exc.plan.report)
     except MailuError as exc:
         fail_json(module, str(exc))
     except mailu_db.psycopg.Error as exc:
@@ -162,7 +168,7 @@ def one_object(module, kind, spec):
     accounts engine.  Exits with the object as it is afterwards."""
     check_requirements(module, passwords=(kind == 'users'))
     item = dict((name, module.params[name]) for name in spec)
-    plan, queries, release = run_accounts(module, {kind: [item]}, want_diff=True)
+    plan, queries, release = run_accounts(module, {kind: [item]}, want_diff=True, name='mailu_' + mailu_accounts.SINGULAR[kind])
     key = list(plan.declared[kind])[0]
     if item['state'] == 'absent':
         obj = {}

@@ -16,7 +16,8 @@ description:
     M(nantral.mailu.mailu_alias), with the same options per object, in one call and one transaction.
   - Built for thousands of accounts. The current state is read once, compared in memory and written
     in batches.
-  - With O(purge), what is not listed is removed, kind by kind.
+  - With O(purge), what is not listed is removed, kind by kind, among the objects the collection
+    manages; objects people made in Mailu's web admin are kept and reported in RV(unmanaged).
 author:
   - Nantral Platform sysadmin team (@nantral-platform)
 extends_documentation_fragment:
@@ -193,13 +194,35 @@ options:
         type: str
   purge:
     description:
-      - Kinds of objects whose unlisted members are removed, in every domain of the database.
-      - V(domains) removes unlisted domains; one that still has users fails unless V(users) is purged too.
-      - Objects listed with O(users[].state=absent) and the like are removed in any case.
+      - Kinds of objects whose unlisted members are removed, in every domain of the database, among
+        the objects the collection manages.
+      - The collection manages what it created and what a run of its modules declared present (an
+        account made in Mailu's web admin becomes managed once the inventory lists it). It keeps this
+        bookkeeping in its own table C(nantral_mailu_managed) in Mailu's database, created at the first
+        run that needs it (Mailu's migrations leave tables they do not know alone). A row deleted and
+        made again in Mailu's admin on another day is not the managed one.
+      - Unlisted objects the collection does not manage, such as mailboxes the team creates in Mailu's
+        web admin, are never removed by O(purge); they are returned in RV(unmanaged).
+      - V(domains) removes unlisted domains; one that still has users fails unless V(users) is purged
+        too, and one that still has users or aliases that stay (not managed) fails in any case.
+      - A purge that looks like a mistake in the inventory is refused, changing nothing, with a message
+        listing every object it would have removed; see O(purge_limit). In check mode it is refused too.
+      - Objects listed with O(users[].state=absent) and the like are removed in any case, and do not
+        count against O(purge_limit).
     type: list
     elements: str
     choices: [domains, users, aliases]
     default: []
+  purge_limit:
+    description:
+      - The most objects O(purge) may remove in one run, all kinds together (the users and aliases of a
+        purged domain included). More fails, changing nothing, listing them.
+      - Whatever the limit, O(purge) of a kind that declares no object of that kind present (an empty
+        list, such as a misspelt variable that renders to V([])) is refused if it would remove anything.
+      - V(-1) turns both safeguards off. To remove many objects on purpose, raise the limit for that run,
+        or list them with O(users[].state=absent).
+    type: int
+    default: 10
 notes:
   - The module's arguments are never written to the managed host's system log or journal (AnsibleModule's
     C(Invoked with ...) line), where thousands of accounts would end up otherwise. Secrets are masked in
@@ -233,6 +256,13 @@ EXAMPLES = r'''
       - email: contact@example.org
         destination: [admin@example.org, group-manager@example.org]
     purge: [users, aliases]
+
+- name: Remove the 40 accounts of a closed association, on purpose (more than purge_limit)
+  nantral.mailu.mailu_accounts:
+    login_password: "{{ mailu_db_password }}"
+    users: "{{ mailu_users }}"
+    purge: [users]
+    purge_limit: 40
 
 - name: Set the connection once for the whole play
   hosts: mail
@@ -313,6 +343,37 @@ aliases:
       elements: str
       returned: always
   sample: {created: [contact@example.org], updated: [], removed: []}
+unmanaged:
+  description:
+    - Per kind in O(purge), the unlisted objects that were kept because the collection does not manage
+      them (made in Mailu's web admin, say), that is the drift between the inventory and the database. Empty lists
+      for the kinds not purged.
+  returned: always
+  type: dict
+  contains:
+    domains:
+      description: Unlisted domains kept.
+      type: list
+      elements: str
+      returned: always
+    users:
+      description: Unlisted users kept.
+      type: list
+      elements: str
+      returned: always
+    aliases:
+      description: Unlisted aliases kept.
+      type: list
+      elements: str
+      returned: always
+  sample: {domains: [], users: [bob@example.org], aliases: []}
+unconfirmed:
+  description:
+    - When the connection was lost while committing, what the run had sent (created, updated and
+      removed, per kind), whether or not PostgreSQL applied it. Run the task again to converge.
+  returned: failure
+  type: dict
+  sample: {domains: {created: [], updated: [], removed: []}, users: {created: [a@example.org], updated: [], removed: []}}
 queries:
   description: The SQL statements run, without their values, each with its row count.
   returned: always
@@ -355,7 +416,8 @@ def main():
     check_requirements(module)
     declared = dict((kind, module.params[kind]) for kind in KINDS)
     plan, queries, release = run_accounts(module, declared, purge=module.params['purge'])
-    result = dict(changed=plan.changed, queries=queries, schema=schema_info(release), **plan.report)
+    result = dict(changed=plan.changed, queries=queries, schema=schema_info(release), unmanaged=plan.unmanaged,
+                  **plan.report)
     if module._diff:
         result['diff'] = dict(before=dict((k, v) for k, v in plan.before.items() if v),
                               after=dict((k, v) for k, v in plan.after.items() if v))

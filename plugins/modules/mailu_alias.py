@@ -81,6 +81,13 @@ alias:
     destination: [president@example.org, secretary@example.org]
     wildcard: false
     comment: ""
+unconfirmed:
+  description:
+    - When the connection was lost while committing, what the run had sent (created, updated and
+      removed, per kind), whether or not PostgreSQL applied it. Run the task again to converge.
+  returned: failure
+  type: dict
+  sample: {aliases: {created: [contact@example.org], updated: [], removed: []}}
 queries:
   description: The SQL statements run, without their values.
   returned: always

@@ -117,6 +117,13 @@ domain:
     comment: ""
     alternatives: [example.net]
     managers: [group-manager@example.org]
+unconfirmed:
+  description:
+    - When the connection was lost while committing, what the run had sent (created, updated and
+      removed, per kind), whether or not PostgreSQL applied it. Run the task again to converge.
+  returned: failure
+  type: dict
+  sample: {domains: {created: [example.org], updated: [], removed: []}}
 queries:
   description: The SQL statements run, without their values.
   returned: always

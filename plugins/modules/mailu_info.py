@@ -130,7 +130,7 @@ def main():
         wanted = set(mailu_input.domain_name(d, 'option', 'domains', 'item') for d in module.params['domains'])
     except MailuError as exc:
         module.fail_json(msg=str(exc))
-    conn, release = connect(module)
+    conn, release = connect(module, 'mailu_info')
     try:
         with conn.cursor() as cur:
             state = State(cur, release, wanted or None)

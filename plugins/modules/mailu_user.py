@@ -194,6 +194,13 @@ user:
     forward_destination: []
     reply_startdate: "1900-01-01"
     spam_threshold: 80
+unconfirmed:
+  description:
+    - When the connection was lost while committing, what the run had sent (created, updated and
+      removed, per kind), whether or not PostgreSQL applied it. Run the task again to converge.
+  returned: failure
+  type: dict
+  sample: {users: {created: [no-reply@example.org], updated: [], removed: []}}
 queries:
   description: The SQL statements run, without their values.
   returned: always

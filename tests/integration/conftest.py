@@ -1,9 +1,11 @@
-"""Run the collection's modules in-process, the way Ansible runs them, and read their result."""
+"""Run the collection's modules in-process, the way Ansible runs them, and read their result;
+and the Docker engine the stand-in and certificate tests use."""
 
 import contextlib
 import importlib
 import io
 import json
+import os
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -28,3 +30,18 @@ class ModuleRunner:
 @pytest.fixture
 def run():
     return ModuleRunner()
+
+
+@pytest.fixture(scope='session')
+def docker_client():
+    """The Docker engine; scripts/test.sh starts one before the tests, so in CI a missing
+    engine is a failure, elsewhere a skip."""
+    import docker  # pylint: disable=import-outside-toplevel  # not in the passlib 1.7.4 compat venv
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        if os.environ.get('CI'):
+            pytest.fail('no Docker engine answers: %s' % exc)
+        pytest.skip('no Docker engine answers: %s' % exc)
+    return client

@@ -199,19 +199,6 @@ def wait_served(port, expected, timeout=5.0):
         time.sleep(0.1)
 
 
-@pytest.fixture(scope='module')
-def docker_client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        # scripts/test.sh starts one before the tests: in CI a missing engine is a failure.
-        if os.environ.get('CI'):
-            pytest.fail('no Docker engine answers: %s' % exc)
-        pytest.skip('no Docker engine answers: %s' % exc)
-    return client
-
-
 class Front:
     """A front stand-in with ``certs`` mounted as /certs, its certificate watcher off."""
 

@@ -16,7 +16,6 @@ engine answers, outside CI.
 """
 
 import ipaddress
-import os
 import pathlib
 import random
 import re
@@ -38,19 +37,6 @@ DOMAIN = 'example.test'
 FOREIGN = 'someone@[192.0.2.1]'  # an address literal: no DNS needed to reach the relay check
 LOCAL = 'postmaster@%s' % DOMAIN
 VERSIONS = ['2024.06', '1.9']
-
-
-@pytest.fixture(scope='module')
-def docker_client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        # scripts/test.sh starts one before the tests: in CI a missing engine is a failure.
-        if os.environ.get('CI'):
-            pytest.fail('no Docker engine answers: %s' % exc)
-        pytest.skip('no Docker engine answers: %s' % exc)
-    return client
 
 
 def ensure_images(client, version):

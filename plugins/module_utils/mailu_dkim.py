@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import fcntl
 import hashlib
 import os
@@ -335,14 +334,20 @@ def ensure_keys(dkim_dir=DEFAULT_DKIM_DIR, domains=(), keys=(), selector=DEFAULT
     given = _given(keys)
     names = sorted(set(_domains(domains)) | set(given))
     warnings = ['%s: the given key has %d bits; Mailu makes %d-bit keys and RFC 8301 asks signers for 2048 or more'
-                % (name, key.key_size, KEY_SIZE) for name, (key, _) in sorted(given.items()) if key.key_size < KEY_SIZE]
-    with _locked(dkim_dir) as dir_fd:
+                % (name, key.key_size, KEY_SIZE) for name, (key, unused) in sorted(given.items()) if key.key_size < KEY_SIZE]
+    if check_mode and not os.path.lexists(dkim_dir):
+        # A first run in check mode: the stack's role has not made the directory yet.
+        warnings.append('%s does not exist yet: every key would be new' % dkim_dir)
+        context = contextlib.nullcontext(None)
+    else:
+        context = _locked(dkim_dir)
+    with context as dir_fd:
         plans, problems = [], []
         for name in names:
             filename = key_filename(name, selector)
             path = os.path.join(dkim_dir, filename)
             try:
-                info, data = _read_regular(dir_fd, filename)
+                info, data = _read_regular(dir_fd, filename) if dir_fd is not None else (None, None)
             except OSError as exc:
                 problems.append('%s: cannot read %s: %s' % (name, path, exc.strerror or exc))
                 continue

@@ -12,6 +12,8 @@ import os
 import re
 import stat
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -31,7 +33,7 @@ def public_b64(key):
 
 @pytest.fixture(scope='module')
 def keys():
-    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for unused in range(3)]
 
 
 @pytest.fixture
@@ -348,6 +350,14 @@ def test_a_missing_directory_is_refused(run, tmp_path):
     assert result['msg'].startswith('cannot open the DKIM directory %s' % (tmp_path / 'nowhere'))
 
 
+def test_check_mode_before_the_directory_exists_plans_every_key(run, tmp_path):
+    result = run('mailu_dkim', check=True, dkim_dir=str(tmp_path / 'nowhere'), domains=['example.org'],
+                 mailu_version='2024.06')
+    assert result['changed'] is True and result['domains']['example.org']['action'] == 'generated'
+    assert any('%s does not exist yet' % (tmp_path / 'nowhere') in w for w in warnings(result))
+    assert not (tmp_path / 'nowhere').exists()
+
+
 @pytest.mark.parametrize('options, message', [
     (dict(selector='../dkim'), 'selector must be DNS labels'),
     (dict(domains=['not a domain']), 'must not contain spaces'),
@@ -357,3 +367,60 @@ def test_bad_options_are_refused(dkim, dkim_dir, options, message):
     result = dkim(**options)
     assert result.get('failed') is True and message in result['msg'], result
     assert files(dkim_dir) == {}
+
+
+# ---------------------------------------------------------------- the role, through ansible-playbook
+
+@pytest.mark.skipif(not ROOT, reason="the role gives the keys to the release's admin user: needs root")
+def test_the_role_shows_public_keys_only_and_a_rerun_changes_nothing(tmp_path, keys):
+    """The role's key task as a playbook runs it (its package task aside), at -vvv with
+    --diff: the given and the generated keys' private parts appear nowhere."""
+    dkim_dir = tmp_path / 'dkim'
+    dkim_dir.mkdir()
+    given = pem(keys[0], serialization.PrivateFormat.TraditionalOpenSSL)
+    variables = {
+        'mailu_dkim_dir': str(dkim_dir),
+        'mailu_dkim_mailu_version': '2024.06',
+        # As the accounts role has them; the alternative gets no key.
+        'mailu_accounts_domains': [{'name': 'example.org', 'alternatives': ['example.com']}, {'name': 'example.net'}],
+        'mailu_dkim_keys': [{'domain': 'example.net', 'private_key': given}],
+    }
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text(
+        '- hosts: localhost\n'
+        '  gather_facts: false\n'
+        '  tasks:\n'
+        '    - ansible.builtin.include_role:\n'
+        '        name: nantral.mailu.mailu_dkim\n'
+        '        tasks_from: keys.yml\n'
+        '    - ansible.builtin.debug:\n'
+        '        msg: "P={{ mailu_dkim_result.domains[\'example.net\'].public_key }}"\n')
+    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_NOCOLOR='1', ANSIBLE_STDOUT_CALLBACK='default')
+
+    def play(*options):
+        out = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+                              '-vvv', '--diff', '-e', json.dumps(variables), str(playbook)] + list(options),
+                             env=env, capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout + out.stderr
+
+    checked = play('--check')
+    assert os.listdir(dkim_dir) == []
+    assert 'P=%s' % public_b64(keys[0]) in checked
+    assert '(generated when applied)' in checked
+
+    applied = play()
+    assert sorted(os.listdir(dkim_dir)) == ['example.net.dkim.key', 'example.org.dkim.key']
+    generated = (dkim_dir / 'example.org.dkim.key').read_text()
+    assert public_b64(serialization.load_pem_private_key(generated.encode(), password=None)) in applied
+    assert re.search(r'changed=1\b', applied)
+
+    again = play()
+    assert re.search(r'changed=0\b', again)
+    for output in (checked, applied, again):
+        assert 'PRIVATE KEY' not in output
+        for fragment in private_fragments(given, generated):
+            assert fragment not in output
+    info = (dkim_dir / 'example.org.dkim.key').stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (1000, 1000, 0o600)

@@ -24,6 +24,8 @@ CASES = [
     ('mailu_docker', {'mailu_docker_source': 'snap'}, 'mailu_docker_source'),
     ('mailu_certificates', {'mailu_certificates_min_days_valid': 'soon'}, 'mailu_certificates_min_days_valid'),
     ('mailu_certificates', {'mailu_certificates_hostnames': {'a': 1}}, 'mailu_certificates_hostnames'),
+    ('mailu_dkim', {'mailu_dkim_mailu_version': '2.0'}, 'mailu_dkim_mailu_version'),
+    ('mailu_dkim', {'mailu_dkim_keys': [{'domain': 'example.org'}]}, 'private_key'),
 ]
 
 

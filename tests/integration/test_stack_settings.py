@@ -175,3 +175,19 @@ def test_the_new_user_defaults_are_written_for_mailu(tmp_path, version):
     assert lines['DEFAULT_QUOTA'] == '5000000000'
     # 1.9 has no such setting: its ORM always gives 80.
     assert lines.get('DEFAULT_SPAM_THRESHOLD') == ('60' if version == '2024.06' else None)
+
+
+# --- DKIM: the selector Mailu signs with is the one the keys are named after -----------------
+
+@pytest.mark.parametrize('selector, expected', [('dkim', None), ('mail2026', 'mail2026')])
+def test_the_dkim_selector_is_written_when_not_mailus_default(tmp_path, selector, expected):
+    result, files = render(tmp_path, {'mailu_stack_dkim_selector': selector}, files=('mailu.env',))
+    assert result.returncode == 0, result.stdout
+    assert env_lines(files['mailu.env']).get('DKIM_SELECTOR') == expected
+
+
+@pytest.mark.parametrize('selector', ['../x', 'a b', 'dkim.', ''])
+def test_a_dkim_selector_that_is_no_dns_name_is_refused(tmp_path, selector):
+    result, files = render(tmp_path, {'mailu_stack_dkim_selector': selector}, files=('mailu.env',))
+    assert result.returncode != 0 and 'mailu_stack_dkim_selector' in result.stdout, result.stdout
+    assert not files

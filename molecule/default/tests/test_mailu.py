@@ -103,6 +103,24 @@ def test_the_inventory_accounts_are_in_postgresql(host):
         prefix]
 
 
+def test_the_domain_has_a_dkim_key_mailu_s_admin_reads(host):
+    """RSA 2048, PKCS#8 as Mailu writes it, 0600, owned by the release's admin user, and
+    readable inside the admin container by the user its main process runs as."""
+    key = host.file('%s/dkim/nantral.test.dkim.key' % ROOT)
+    assert key.is_file and not key.is_symlink and key.mode == 0o600
+    assert (key.uid, key.gid) == {'1.9': (0, 0), '2024.06': (1000, 1000)}[VERSION]
+    assert key.content_string.startswith('-----BEGIN PRIVATE KEY-----\n')
+    load = ("import sys\nfrom cryptography.hazmat.primitives import serialization\n"
+            "k = serialization.load_pem_private_key(open(sys.argv[1], 'rb').read(), password=None)\n"
+            "print(type(k).__name__, k.key_size, k.private_numbers().public_numbers.e)\n")
+    assert host.check_output('python3 -c %s %s', load, key.path).split()[1:] == ['2048', '65537']
+    admin = '%s-admin-1' % PROJECT
+    uid = host.check_output('docker exec %s stat -c %%u:%%g /proc/1', admin).strip()
+    digest = "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
+    inside = host.check_output('docker exec -u %s %s python3 -c %s /dkim/nantral.test.dkim.key', uid, admin, digest)
+    assert inside.strip() == host.check_output('sha256sum %s', key.path).split()[0]
+
+
 @pytest.mark.parametrize('port', PUBLISHED)
 def test_front_publishes_its_ports(host, port):
     assert host.socket('tcp://0.0.0.0:%d' % port).is_listening

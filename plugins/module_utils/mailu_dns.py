@@ -436,7 +436,8 @@ class _SpfEvaluation(object):
         if len(policies) > 1:
             return 'permerror', policies[0], '%d SPF records at %s' % (len(policies), domain)
         try:
-            return self._evaluate(domain, policies[0]) + (policies[0],)
+            result, reason = self._evaluate(domain, policies[0])
+            return result, policies[0], reason
         except _SpfResult as outcome:
             return outcome.result, policies[0], outcome.reason
 

@@ -609,8 +609,8 @@ def _check_dkim(lookup, record, path):
     if not published:
         return ['%s: no DKIM record at %s; expected p=%s (%s)' % (record['domain'], name, _short(wanted), source)]
     if len(published) > 1:
-        return ['%s: %d DKIM records at %s; publish only the one with p=%s' % (record['domain'], len(published), name,
-                                                                              _short(wanted))]
+        return ['%s: %d DKIM records at %s; publish only the one with p=%s'
+                % (record['domain'], len(published), name, _short(wanted))]
     if published[0]['p'] != wanted:
         return ['%s: the DKIM record at %s publishes p=%s, not the key of %s (p=%s)'
                 % (record['domain'], name, _short(published[0]['p']) or '(empty: revoked)', source, _short(wanted))]

@@ -49,7 +49,9 @@ app.config.update(
 
 zonefile_view = None
 if release == '2024.06':
-    identity = lambda *args, **kwargs: (lambda function: function)  # noqa: E731
+    def identity(*_args, **_kwargs):
+        return lambda function: function
+
     ui_package = types.ModuleType('mailu.ui')
     ui_package.ui = types.SimpleNamespace(route=identity)
     ui_package.forms = mock.MagicMock()

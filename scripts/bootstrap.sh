@@ -37,6 +37,8 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v certbot >/dev/null || missing+=(certbot)
 command -v pebble >/dev/null || missing+=(pebble)
 /usr/bin/python3 -c 'import docker' 2>/dev/null || missing+=(python3-docker)
+# A real DNS server on loopback for the DNS records' live check (tests/integration/test_dns_live.py).
+[[ -x /usr/sbin/knotd ]] || missing+=(knot)
 # initdb/pg_ctl for the tests' throwaway cluster (tests/pgserver.py finds them).
 if ! python3 "$repo/tests/pgserver.py" bindir >/dev/null 2>&1; then
     missing+=(postgresql-15)

@@ -177,9 +177,9 @@ def rendered(tmp_path, variables):
 
 
 def most_at_once(intervals):
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    events = sorted([(start, 1) for start, end in intervals] + [(end, -1) for start, end in intervals])
     current = peak = 0
-    for _, step in events:
+    for _moment, step in events:
         current += step
         peak = max(peak, current)
     return peak
@@ -235,13 +235,13 @@ def test_a_strict_domain_gets_its_pace_and_another_domain_does_not(tmp_path, pos
     # The queue manager waits the delay after each delivery before it starts the next one. Its
     # timer counts whole seconds, so one wait may end up to a second early; over the run the
     # pace is kept: 50 deliveries take at least 49 delays.
-    starts = [start for start, _ in strict]
+    starts = [start for start, end in strict]
     gaps = ['%.3f' % (later - earlier) for earlier, later in zip(starts, starts[1:])]
     assert min(float(gap) for gap in gaps) >= LIMITS['delay'] - 1 + HOLD, gaps
     assert starts[-1] - starts[0] >= (MESSAGES - 1) * LIMITS['delay'], gaps
     # The other domain goes on at Postfix's usual pace, many at once.
     assert most_at_once(other) > LIMITS['concurrency'] + 1
-    assert max(end for _, end in other) < max(end for _, end in strict)
+    assert max(end for start, end in other) < max(end for start, end in strict)
 
 
 @pytest.mark.parametrize('from_host', [False, True])

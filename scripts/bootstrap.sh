@@ -39,6 +39,9 @@ command -v pebble >/dev/null || missing+=(pebble)
 /usr/bin/python3 -c 'import docker' 2>/dev/null || missing+=(python3-docker)
 # A real DNS server on loopback for the DNS records' live check (tests/integration/test_dns_live.py).
 [[ -x /usr/sbin/knotd ]] || missing+=(knot)
+# A real Postfix (and its lmdb maps, Mailu's kind) for the Postfix overrides' test.
+command -v postmap >/dev/null || missing+=(postfix)
+[[ -e /usr/lib/postfix/postfix-lmdb.so ]] || missing+=(postfix-lmdb)
 # initdb/pg_ctl for the tests' throwaway cluster (tests/pgserver.py finds them).
 if ! python3 "$repo/tests/pgserver.py" bindir >/dev/null 2>&1; then
     missing+=(postgresql-15)

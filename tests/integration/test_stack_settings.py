@@ -2,57 +2,15 @@
 own tasks (settings.yml, then its templates) with ansible-playbook on localhost. Nothing
 is installed or started: the files go to a directory of the test's own."""
 
-import json
-import os
-import subprocess
-import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / 'roles' / 'mailu_stack' / 'templates'
+from stackrender import render
+
 # Every character a URI, a config parser, compose's env_file reader or a shell treats as syntax.
 HOSTILE_PASSWORD = 'Db/pa%ss:w@rd%41 \'q\' "x" $HOME ${X} \\n #y'
-
-BASE = {
-    'mailu_stack_domain': 'example.org',
-    'mailu_stack_hostnames': ['mail.example.org'],
-    'mailu_stack_db_password': 'plain',
-}
-
-
-def render(tmp_path, variables, files=('mailu.env', 'database.env', 'compose.env', 'postfix.cf')):
-    """Run settings.yml with these variables, then render the role's templates into tmp_path.
-    Returns (completed process, {file name: text})."""
-    out = tmp_path / 'out'
-    out.mkdir(exist_ok=True)
-    tasks = ''.join(
-        '    - ansible.builtin.template:\n'
-        '        src: %s/%s.j2\n'
-        '        dest: %s/%s\n'
-        '        mode: "0600"\n' % (TEMPLATES, name, out, name) for name in files)
-    playbook = tmp_path / 'play.yml'
-    playbook.write_text(
-        '- hosts: localhost\n'
-        '  gather_facts: false\n'
-        '  vars:\n'
-        '    _mailu_stack_secret_key: SECRETKEY0000000\n'
-        '    _mailu_stack_api_token: apitoken\n'
-        '  tasks:\n'
-        '    - ansible.builtin.include_role:\n'
-        '        name: nantral.mailu.mailu_stack\n'
-        '        tasks_from: settings.yml\n'
-        '        public: true\n' + tasks)
-    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-               ANSIBLE_NOCOLOR='1')
-    extra = dict(BASE, **variables)
-    result = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
-                             '-e', json.dumps(extra), str(playbook)],
-                            env=env, capture_output=True, text=True, check=False)
-    return result, {p.name: p.read_text() for p in out.iterdir()}
 
 
 def env_lines(text):
@@ -158,6 +116,66 @@ def test_postfix_trusts_the_mailu_network_but_not_its_gateway(tmp_path):
     assert settings['smtpd_authorized_xclient_hosts'].split() == ['!192.168.203.1', '192.168.203.0/24']
 
 
+@pytest.mark.parametrize('version, loopback6', [('1.9', ['[::1]/128']), ('2024.06', [])])
+def test_relay_from_host_trusts_the_gateway_for_relaying_only(tmp_path, version, loopback6):
+    result, files = render(tmp_path, {'mailu_stack_version': version, 'mailu_stack_relay_from_host': True,
+                                      'mailu_stack_relaynets': ['203.0.113.10']}, files=('postfix.cf',))
+    assert result.returncode == 0, result.stdout
+    settings = {k.strip(): v.strip() for k, v in env_lines(files['postfix.cf']).items()}
+    assert settings['mynetworks'].split() == ['127.0.0.1/32'] + loopback6 + ['203.0.113.10', '192.168.203.0/24']
+    assert settings['smtpd_authorized_xclient_hosts'].split() == ['!192.168.203.1', '192.168.203.0/24']
+
+
+@pytest.mark.parametrize('version, relaynets, expected', [
+    ('2024.06', [], ''),
+    ('2024.06', ['203.0.113.10/32'], '203.0.113.10/32'),
+    ('1.9', [], ''),
+    # 1.9's rspamd takes RELAYNETS instead of its default local networks, which hold SUBNET.
+    ('1.9', ['203.0.113.10/32'], '192.168.203.0/24,203.0.113.10/32'),
+])
+def test_relaynets_reach_rspamd_without_losing_mailus_network(tmp_path, version, relaynets, expected):
+    result, files = render(tmp_path, {'mailu_stack_version': version, 'mailu_stack_relaynets': relaynets},
+                           files=('mailu.env',))
+    assert result.returncode == 0, result.stdout
+    assert env_lines(files['mailu.env'])['RELAYNETS'] == expected
+
+
+@pytest.mark.parametrize('nets', [
+    ['203.0.113.10/32', '2001:db8::10/128', '198.51.100.7', '10.20.0.0/16', 'fd12:3456::/48', '172.16.5.0/24']])
+def test_exact_hosts_and_private_networks_may_relay(tmp_path, nets):
+    result, files = render(tmp_path, {'mailu_stack_relaynets': nets}, files=('postfix.cf',))
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize('net, force, reason', [
+    ('0.0.0.0/0', False, 'is every address'),
+    ('0.0.0.0/0', True, 'is every address'),
+    ('::/0', True, 'is every address'),
+    ('203.0.113.0/24', False, 'public network of 256 addresses'),
+    ('2001:db8::/64', False, 'public network of'),
+    ('100.64.0.0/10', False, 'public network of'),
+    ('192.168.0.0/16', False, "holds the Mailu network's gateway 192.168.203.1"),
+    ('192.168.203.1/32', True, "holds the Mailu network's gateway"),
+    ('mail.example.org', False, 'is not a network'),
+    ('203.0.113.10/24', False, 'is not a network'),
+    ('203.0.113.10,203.0.113.11', False, 'is not a network'),
+    ('203.0.113.10/33', False, 'is not a network'),
+])
+def test_relay_networks_that_open_the_relay_are_refused_with_the_reason(tmp_path, net, force, reason):
+    result, files = render(tmp_path, {'mailu_stack_relaynets': ['203.0.113.10/32', net],
+                                      'mailu_stack_relaynets_force': force})
+    assert result.returncode != 0
+    assert 'mailu_stack_relaynets entry %s' % net in result.stdout and reason in result.stdout, result.stdout
+    assert not files
+
+
+def test_force_accepts_a_public_network(tmp_path):
+    result, files = render(tmp_path, {'mailu_stack_relaynets': ['203.0.113.0/28'], 'mailu_stack_relaynets_force': True},
+                           files=('postfix.cf',))
+    assert result.returncode == 0, result.stdout
+    assert '203.0.113.0/28 !192.168.203.1' in files['postfix.cf']
+
+
 def test_publishing_on_ipv6_is_refused_with_the_reason(tmp_path):
     result, _files = render(tmp_path, {'mailu_stack_bind_address6': '2001:db8::1'})
     assert result.returncode != 0
@@ -190,4 +208,77 @@ def test_the_dkim_selector_is_written_when_not_mailus_default(tmp_path, selector
 def test_a_dkim_selector_that_is_no_dns_name_is_refused(tmp_path, selector):
     result, files = render(tmp_path, {'mailu_stack_dkim_selector': selector}, files=('mailu.env',))
     assert result.returncode != 0 and 'mailu_stack_dkim_selector' in result.stdout, result.stdout
+    assert not files
+
+
+# --- Polite delivery: domains delivered at a pace of their own -------------------------------
+
+def settings_of(text):
+    return dict((part.strip() for part in line.split('=', 1))
+                for line in text.splitlines() if line and not line.startswith('#'))
+
+
+@pytest.mark.parametrize('version', ['1.9', '2024.06'])
+def test_each_pace_gets_a_transport_with_its_limits_where_the_queue_manager_reads_them(tmp_path, version):
+    limits = {'School.Example': {'delay': 5, 'recipients': 20}, 'other.example': {'delay': 5, 'recipients': 20},
+              'big.example': {'concurrency': 3}}
+    result, files = render(tmp_path, {'mailu_stack_version': version, 'mailu_stack_delivery_limits': limits},
+                           files=('postfix.cf', 'postfix.master', 'transport.map'))
+    assert result.returncode == 0, result.stdout
+    settings = settings_of(files['postfix.cf'])
+    assert {k: v for k, v in settings.items() if k.startswith('slow_')} == {
+        'slow_c1_d5_r20_destination_concurrency_limit': '1',
+        'slow_c1_d5_r20_destination_rate_delay': '5s',
+        'slow_c1_d5_r20_destination_recipient_limit': '20',
+        'slow_c3_d0_r50_destination_concurrency_limit': '3',
+        'slow_c3_d0_r50_destination_rate_delay': '0s',
+        'slow_c3_d0_r50_destination_recipient_limit': '50',
+    }
+    # 2024.06's main.cf already looks in transport.map; 1.9's looks in podop alone.
+    assert settings.get('transport_maps') == (
+        'lmdb:/etc/postfix/transport.map, socketmap:unix:/tmp/podop.socket:transport' if version == '1.9' else None)
+    assert settings_of(files['postfix.master']) == {
+        'slow_c1_d5_r20/unix': 'slow_c1_d5_r20 unix - - n - - smtp -o syslog_name=postfix-slow_c1_d5_r20',
+        'slow_c3_d0_r50/unix': 'slow_c3_d0_r50 unix - - n - - smtp -o syslog_name=postfix-slow_c3_d0_r50',
+    }
+    assert [line for line in files['transport.map'].splitlines() if not line.startswith('#')] == [
+        'big.example slow_c3_d0_r50:', 'other.example slow_c1_d5_r20:', 'school.example slow_c1_d5_r20:']
+    # start.py hands each line to a shell inside double quotes.
+    for name in ('postfix.cf', 'postfix.master'):
+        assert not [line for line in files[name].splitlines()
+                    if not line.startswith('#') and ('$' in line or '"' in line or '`' in line or '\\' in line)]
+
+
+def test_limited_domains_keep_the_relayhost(tmp_path):
+    result, files = render(tmp_path, {'mailu_stack_relayhost': '[smtp.example.net]:587',
+                                      'mailu_stack_delivery_limits': {'school.example': {'delay': 2}}},
+                           files=('transport.map',))
+    assert result.returncode == 0, result.stdout
+    assert 'school.example slow_c1_d2_r50:[smtp.example.net]:587' in files['transport.map'].splitlines()
+
+
+def test_no_limits_write_no_transport(tmp_path):
+    result, files = render(tmp_path, {'mailu_stack_version': '1.9'},
+                           files=('postfix.cf', 'postfix.master', 'transport.map'))
+    assert result.returncode == 0, result.stdout
+    assert 'transport_maps' not in settings_of(files['postfix.cf'])
+    assert not settings_of(files['postfix.master'])
+    assert not [line for line in files['transport.map'].splitlines() if not line.startswith('#')]
+
+
+@pytest.mark.parametrize('limits', [
+    {'school.example': {'recipients': 1}},
+    {'school.example': {'concurrency': 0}},
+    {'school.example': {'delay': -1}},
+    {'school.example': {'delay': '5s'}},
+    {'school.example': {'speed': 3}},
+    {'school.example': 5},
+    {'école.example': {}},
+    {'example.org': {'delay': 5}},
+    {'not a domain': {}},
+])
+def test_limits_postfix_cannot_keep_per_domain_are_refused(tmp_path, limits):
+    result, files = render(tmp_path, {'mailu_stack_delivery_limits': limits})
+    assert result.returncode != 0
+    assert 'mailu_stack_delivery_limits entry %s' % next(iter(limits)) in result.stdout, result.stdout
     assert not files

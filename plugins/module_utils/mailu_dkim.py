@@ -160,9 +160,10 @@ def _fingerprint(key):
     return 'SHA256:' + hashlib.sha256(_public_der(key)).hexdigest()
 
 
-def public_key_b64(pem):
-    """The ``p=`` value of the DKIM record of a PEM private key (``bytes`` or ``str``)."""
-    return _key_b64(load_private_key(pem, 'the key'))
+def public_key_b64(pem, origin='the key'):
+    """The ``p=`` value of the DKIM record of a PEM private key (``bytes`` or ``str``);
+    DkimError naming ``origin`` when it is none."""
+    return _key_b64(load_private_key(pem, origin))
 
 
 def dns_value(pem):

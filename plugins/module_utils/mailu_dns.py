@@ -19,24 +19,19 @@ DMARC record.  Pure functions except for the key files and the resolver passed i
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 import os
 import traceback
 
+from ansible_collections.nantral.mailu.plugins.module_utils import mailu_dkim
+from ansible_collections.nantral.mailu.plugins.module_utils.mailu_dkim import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.nantral.mailu.plugins.module_utils.mailu_input import IDNA_IMPORT_ERROR, MailuError
 
 try:
     import idna
 except ImportError:
     pass  # IDNA_IMPORT_ERROR says so
-
-CRYPTOGRAPHY_IMPORT_ERROR = None
-try:
-    from cryptography.hazmat.primitives import serialization
-except ImportError:
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
 DNSPYTHON_IMPORT_ERROR = None
 try:
@@ -95,12 +90,6 @@ def _ascii(name, what):
         raise DnsError('%s: %r is not a valid domain name (%s)' % (what, name, exc))
 
 
-def _unicode(ascii_name):
-    """The name as Mailu's models hand it around (IdnaDomain decodes it): Mailu names the
-    DKIM key file after this form."""
-    return idna.decode(ascii_name)
-
-
 def normalize_domains(domains, non_sending=(), alternatives_send_mail=False):
     """The domains as ``[{name, alternatives, sends_mail, alternatives_send_mail}]``.
 
@@ -137,17 +126,7 @@ def normalize_domains(domains, non_sending=(), alternatives_send_mail=False):
 
 def dkim_key_path(dkim_dir, domain, selector):
     """Where Mailu keeps a domain's key: DKIM_PATH, ``{domain}.{selector}.key``."""
-    return os.path.join(dkim_dir, '%s.%s.key' % (_unicode(domain), selector))
-
-
-# TODO(issue 10, DKIM keys): replace with the public-key function of
-# plugins/module_utils/mailu_dkim.py once it exists; this private copy only bridges the gap.
-def _public_key_base64(pem):
-    """The base64 SubjectPublicKeyInfo of a PEM private key (traditional or PKCS#8), the
-    ``p=`` of the DKIM record."""
-    key = serialization.load_pem_private_key(pem, password=None)
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode('ascii')
+    return os.path.join(dkim_dir, mailu_dkim.key_filename(domain, selector))
 
 
 def read_public_keys(dkim_dir, domains, selector):
@@ -165,9 +144,9 @@ def read_public_keys(dkim_dir, domains, selector):
         if not pem.strip():
             continue
         try:
-            keys[domain['name']] = (path, _public_key_base64(pem))
-        except (ValueError, TypeError) as exc:
-            raise DnsError('%s is not a PEM private key without password: %s' % (path, exc))
+            keys[domain['name']] = (path, mailu_dkim.public_key_b64(pem, path))
+        except mailu_dkim.DkimError as exc:
+            raise DnsError(str(exc))
     return keys
 
 

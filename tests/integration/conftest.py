@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -20,6 +21,9 @@ class ModuleRunner:
         params['_ansible_check_mode'] = check
         params['_ansible_diff'] = diff
         main = importlib.import_module('ansible_collections.nantral.mailu.plugins.modules.%s' % module).main
+        # A module process starts with no warnings; in one test process they would pile up.
+        warnings._global_warnings.clear()  # pylint: disable=protected-access
+        warnings._global_deprecations.clear()  # pylint: disable=protected-access
         out = io.StringIO()
         with patch_module_args(params), contextlib.redirect_stdout(out):
             with pytest.raises(SystemExit):

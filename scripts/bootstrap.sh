@@ -58,7 +58,18 @@ if ((${#missing[@]})); then
         if [[ " ${missing[*]} " == *" postgresql-15 "* ]] && ! apt-cache show postgresql-15 >/dev/null 2>&1; then
             missing=("${missing[@]/postgresql-15/postgresql}")
         fi
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # Servers (Postfix, Knot, PostgreSQL) must not start on the machine's own ports when
+        # installed: the tests start their own on loopback. policy-rc.d says so to invoke-rc.d,
+        # for this install only when the machine has none of its own.
+        policy=/usr/sbin/policy-rc.d
+        own_policy=
+        if [[ ! -e $policy ]]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && own_policy=1
+        fi
+        rc=0
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+        if [[ -n $own_policy ]]; then rm -f "$policy"; fi
+        ((rc == 0)) || { log "apt-get install ${missing[*]} failed"; exit "$rc"; }
         if [[ -z $python ]]; then
             python=python3
         fi

@@ -430,9 +430,9 @@ class Restic:
 
 def describe_problem(restic, state, message, marker=None):
     if state == REPO_MISSING and marker:
-        return 'repository %s vanished (initialised or first seen %s, id %s); not re-created: bring it back ' \
-               'or, for a new repository, remove %s' % (restic.repository, marker.get('first_seen', '?'),
-                                                       marker.get('id', '?'), marker.get('_path', MARKER))
+        return ('repository %s vanished (initialised or first seen %s, id %s); not re-created: bring it back '
+                'or, for a new repository, remove %s' % (restic.repository, marker.get('first_seen', '?'),
+                                                         marker.get('id', '?'), marker.get('_path', MARKER)))
     if state == REPO_MISSING:
         return 'repository %s is not initialised (run the mailu_backup role)' % restic.repository
     if state == REPO_WRONG_PASSWORD:
@@ -1290,8 +1290,8 @@ def main(argv=None):
         if args.command == 'run':
             log('backing up %s to %s' % (config['host'], config['repository']))
             result = run(config, allow_empty=args.allow_empty)
-            log('%s, paused %.1f s, %.1f s in all' % (result['message'], result['pause_seconds'],
-                                                     result['duration_seconds']))
+            log('%s, paused %.1f s, %.1f s in all' % (
+                result['message'], result['pause_seconds'], result['duration_seconds']))
         elif args.command == 'forget':
             result = forget(config)
         elif args.command == 'check':
@@ -1317,4 +1317,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

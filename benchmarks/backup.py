@@ -32,7 +32,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tests'))
 
-import conftest  # noqa: E402 pylint: disable=wrong-import-position  # makes the collection importable
+import conftest  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import  # makes the collection importable
 import psycopg  # noqa: E402 pylint: disable=wrong-import-position
 from backupenv import PASSWORD, BackupEnv, write_maildir  # noqa: E402 pylint: disable=wrong-import-position
 from pgserver import PgServer  # noqa: E402 pylint: disable=wrong-import-position
@@ -41,7 +41,7 @@ from pgserver import PgServer  # noqa: E402 pylint: disable=wrong-import-positio
 def message_sizes(count, total, seed=9):
     """``count`` sizes of about ``total`` bytes together, log-normal like a real mailbox."""
     rng = random.Random(seed)
-    raw = [min(rng.lognormvariate(9.2, 1.3), 8e6) for _ in range(count)]
+    raw = [min(rng.lognormvariate(9.2, 1.3), 8e6) for unused in range(count)]
     scale = total / sum(raw)
     return [max(300, int(size * scale)) for size in raw]
 
@@ -55,7 +55,7 @@ def build_store(env, messages, total):
         inbox, sent = chunk[:len(chunk) * 3 // 4], chunk[len(chunk) * 3 // 4:]
         write_maildir(env.root, email, inbox, start=index * 1000)
         write_maildir(env.root, email, sent, folder='Sent', start=index * 1000 + len(inbox))
-    return users, sum(sizes)
+    return sum(sizes)
 
 
 def database(server):
@@ -84,6 +84,10 @@ def timed(function, *args):
     start = time.monotonic()
     result = function(*args)
     return time.monotonic() - start, result
+
+
+def seconds(function, *args):
+    return timed(function, *args)[0]
 
 
 def bare(repository, *args):
@@ -116,7 +120,7 @@ def main():
             params, conninfo = database(server)
             env = BackupEnv(os.path.join(tmp, 'engine'), database=params, compose=True)
             env.populate(mailboxes={'postmaster@example.org': [1000]})
-            _users, size = build_store(env, args.messages, args.megabytes * 1024 * 1024)
+            size = build_store(env, args.messages, args.megabytes * 1024 * 1024)
             env.init()
             paths = [source['path'] for source in env.config['sources'] if os.path.exists(source['path'])]
             bare_repo = os.path.join(tmp, 'bare-repo')
@@ -125,13 +129,13 @@ def main():
 
             # Both first backups read from the page cache: the one that ran second would otherwise.
             subprocess.run(['tar', '-cf', '/dev/null'] + paths, check=True)
-            bare_first, _ = timed(bare, bare_repo, 'backup', '--host', 'bench', *paths)
+            bare_first = seconds(bare, bare_repo, 'backup', '--host', 'bench', *paths)
             engine_first, first = timed(engine_run, env)
-            bare_again, _ = timed(bare, bare_repo, 'backup', '--host', 'bench', *paths)
+            bare_again = seconds(bare, bare_repo, 'backup', '--host', 'bench', *paths)
             engine_again, again = timed(engine_run, env)
 
             target = os.path.join(tmp, 'bare-restore')
-            bare_restore, _ = timed(bare, bare_repo, 'restore', 'latest', '--target', target)
+            bare_restore = seconds(bare, bare_repo, 'restore', 'latest', '--target', target)
             shutil.rmtree(target)
             env.compose.set('running', [])
             engine_back, restored = timed(engine_restore, env)

@@ -26,6 +26,9 @@ CASES = [
     ('mailu_certificates', {'mailu_certificates_hostnames': {'a': 1}}, 'mailu_certificates_hostnames'),
     ('mailu_dkim', {'mailu_dkim_mailu_version': '2.0'}, 'mailu_dkim_mailu_version'),
     ('mailu_dkim', {'mailu_dkim_keys': [{'domain': 'example.org'}]}, 'private_key'),
+    ('mailu_backup', {'mailu_backup_max_age_action': 'shrug'}, 'mailu_backup_max_age_action'),
+    ('mailu_backup', {'mailu_backup_keep_daily': 'many'}, 'mailu_backup_keep_daily'),
+    ('mailu_backup', {'mailu_backup_extra_paths': '/srv/a'}, 'mailu_backup_extra_paths'),
 ]
 
 

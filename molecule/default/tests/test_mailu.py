@@ -241,3 +241,54 @@ def test_mailu_containers_still_relay_without_authentication(host):
     # The other side of the same setting: Mailu's own network stays trusted.
     code = host.check_output('docker exec -i %s-admin-1 python3 -c %s smtp 25', PROJECT, SMTP_PROBE)
     assert int(code) == 250
+
+
+BACKUP_UNITS = ['nantral-mailu-backup', 'nantral-mailu-backup-forget', 'nantral-mailu-backup-check']
+BACKUP_PASSWORD = 'molecule restic pass:w@rd \'q\' "x" $HOME #y'
+
+
+@pytest.mark.parametrize('unit', BACKUP_UNITS)
+def test_the_backup_timers_are_enabled_and_waiting(host, unit):
+    timer = host.service('%s.timer' % unit)
+    assert timer.is_enabled and timer.is_running
+
+
+@pytest.mark.parametrize('name', ['config.json', 'password', 'pgpass'])
+def test_the_backup_settings_are_readable_by_root_only(host, name):
+    settings = host.file('/etc/nantral-mailu/backup/%s' % name)
+    assert settings.is_file and settings.mode == 0o600 and settings.user == 'root' and settings.group == 'root'
+    assert host.file('/etc/nantral-mailu/backup').mode == 0o700
+    assert host.file('/var/lib/nantral-mailu/backup').mode == 0o700
+
+
+def test_the_backup_password_is_in_its_file_and_nowhere_else(host):
+    assert host.file('/etc/nantral-mailu/backup/password').content_string.strip() == BACKUP_PASSWORD
+    for unit in BACKUP_UNITS:
+        for kind in ('service', 'timer'):
+            text = host.file('/etc/systemd/system/%s.%s' % (unit, kind)).content_string
+            assert 'pass:w@rd' not in text and 'Environment' not in text, (unit, kind)
+    assert 'pass:w@rd' not in host.file('/etc/nantral-mailu/backup/config.json').content_string
+
+
+def test_the_database_login_of_the_dump_escapes_the_password(host):
+    line = host.file('/etc/nantral-mailu/backup/pgpass').content_string.strip()
+    assert line == '127.0.0.1:5432:mailu:mailu:molecule Db/pass\\:w@rd%41 \'q\' "x" $HOME #y'
+
+
+def test_the_backup_of_the_side_effect_step_is_fresh_and_its_service_did_not_fail(host):
+    """side_effect.yml ran playbooks/backup.yml once: `systemctl start nantral-mailu-backup.service`."""
+    assert host.run('systemctl is-failed --quiet nantral-mailu-backup.service').rc != 0
+    status = host.run('nantral-mailu-backup status --json')
+    assert status.rc == 0, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert report['repository'] == 'ok' and report['fresh'] and not report['problems'], report
+    assert report['newest_snapshot']['age_hours'] < 1
+    last = json.loads(host.file('/var/lib/nantral-mailu/backup/last-backup.json').content_string)
+    assert last['result'] == 'ok' and last['snapshot']
+    assert last['counts']['%s/dkim' % ROOT] >= 1 and last['counts']['%s/mailu.env' % ROOT] == 1
+    # Mail was paused for the pass that read the files, and is running again.
+    assert 0 < last['pause_seconds'] < 60
+    for service in ('smtp', 'imap'):
+        assert inspect(host, '%s-%s-1' % (PROJECT, service))['State']['Status'] == 'running'
+    marker = json.loads(host.file('/var/lib/nantral-mailu/backup/repository.json').content_string)
+    assert marker['repository'] == '/var/backups/nantral-mailu-restic' and marker['initialised_here'] is True

@@ -48,10 +48,27 @@ mkdir -p build/collections/ansible_collections/nantral
 ln -sfn "$repo" build/collections/ansible_collections/nantral/mailu
 export PATH=$repo/.venv/bin:$PATH
 export ANSIBLE_COLLECTIONS_PATH=$repo/build/collections
-# The instance keeps /var/lib/docker on a named volume, which `molecule destroy` leaves
-# behind: remove it with the instance, so that a new instance starts without images.
+# The default scenario's instance keeps /var/lib/docker on a named volume, which
+# `molecule destroy` leaves behind: remove it with the instance, so that a new instance
+# starts without images. (The rebuild scenario's destroy playbook removes its own.)
 volume=nantral-mailu-molecule-docker
-drop_volume() { docker volume rm -f "$volume" >/dev/null 2>&1 || true; }
+default_scenario=false
+if (($#)); then
+    scenario=default
+    args=("$@")
+    for ((i = 0; i < $#; i++)); do
+        case ${args[i]} in
+            -s | --scenario-name) scenario=${args[i + 1]:-} ;;
+            --scenario-name=*) scenario=${args[i]#*=} ;;
+        esac
+    done
+    if [[ $scenario == default ]]; then default_scenario=true; fi
+elif [[ " ${scenarios[*]} " == *" default "* ]]; then
+    default_scenario=true
+fi
+drop_volume() {
+    if $default_scenario; then docker volume rm -f "$volume" >/dev/null 2>&1 || true; fi
+}
 command=${1:-test}
 case $command in
     test | create) drop_volume ;;  # a no-op while an instance still uses it

@@ -5,21 +5,27 @@
 #   bash scripts/molecule-rebuild.sh [VERSION]              (what scripts/molecule.sh calls)
 #
 # Molecule cannot destroy an instance and create it again inside one `molecule test` with
-# the second converge told to rebuild, so the steps run here one by one, timed:
+# the second converge told to rebuild, so the steps run here one by one, timed. The
+# scenario's playbooks besides converge run with ansible-playbook against Molecule's
+# inventory of the scenario (`molecule side-effect` takes no playbook argument on the
+# command line); Molecule's working directory is build/molecule-rebuild/molecule
+# (MOLECULE_EPHEMERAL_DIRECTORY: set it too to run molecule commands by hand).
 #
-#   destroy, create, prepare, converge      site.yml (the mailu_backup role initialises the
-#                                           repository, build/molecule-rebuild/repository)
-#   side-effect seed.yml                    mail, app token, alias, redis data; record
-#                                           before.json (on this machine); playbooks/backup.yml
-#   destroy                                 the instance AND its Docker volume
-#   create, prepare                         a fresh instance
-#   converge -e molecule_rebuild=true       playbooks/rebuild.yml (ends with site.yml)
-#   side-effect rebuilt.yml                 all identical to before.json; every password verifies
-#   idempotence                             site.yml changes nothing
-#   side-effect failures.yml                wrong password, damaged pack, failed dump, restore
-#                                           into a server with data, single-mailbox restore
-#   verify                                  testinfra: molecule/default's tests and the rebuild's
-#   destroy
+#   molecule destroy, create, prepare, converge
+#                                 site.yml (the mailu_backup role initialises the repository,
+#                                 build/molecule-rebuild/repository)
+#   seed.yml                      mail, an app token, an alias, redis data; the record
+#                                 before.json (on this machine); playbooks/backup.yml
+#   molecule destroy              the instance AND its Docker volume
+#   molecule create, prepare      a fresh instance
+#   molecule converge -- -e molecule_rebuild=true
+#                                 playbooks/rebuild.yml (ends with site.yml)
+#   rebuilt.yml                   all identical to before.json; every password verifies
+#   molecule idempotence          site.yml changes nothing
+#   failures.yml                  wrong password, damaged pack, failed dump, restore into a
+#                                 server with data, single-mailbox restore; nothing lost
+#   molecule verify               testinfra: molecule/default's tests and the rebuild's
+#   molecule destroy
 #
 # The first failing step stops the sequence; the instance is destroyed anyway unless
 # MOLECULE_REBUILD_KEEP=1 (to look at it: molecule login -s rebuild). Prints one line per
@@ -38,6 +44,7 @@ fi
 
 export MOLECULE_MAILU_VERSION=${1:-${MOLECULE_MAILU_VERSION:-2024.06}}
 dir=$repo/build/molecule-rebuild
+export MOLECULE_EPHEMERAL_DIRECTORY=$dir/molecule
 summary=()
 failed=
 total_start=$SECONDS
@@ -58,24 +65,32 @@ step() { # NAME COMMAND...: run unless an earlier step failed; time it
 }
 declare -A times
 
+# shellcheck disable=SC2317  # only called through step
+playbook() { # PLAYBOOK: one of the scenario's playbooks, as Molecule runs them
+    ANSIBLE_CONFIG=$MOLECULE_EPHEMERAL_DIRECTORY/ansible.cfg ANSIBLE_PIPELINING=true \
+        MOLECULE_PROJECT_DIRECTORY=$repo MOLECULE_SCENARIO_DIRECTORY=$repo/molecule/rebuild \
+        ansible-playbook --inventory "$MOLECULE_EPHEMERAL_DIRECTORY/inventory" "$repo/molecule/rebuild/$1"
+}
+
 scenario=(--scenario-name rebuild)
 step destroy-leftovers molecule destroy "${scenario[@]}"
 rm -rf "$dir"
-mkdir -p "$dir/repository"
+mkdir -p "$dir/repository" "$MOLECULE_EPHEMERAL_DIRECTORY"
 step create molecule create "${scenario[@]}"
 step prepare molecule prepare "${scenario[@]}"
 step converge molecule converge "${scenario[@]}"
-step seed-and-backup molecule side-effect "${scenario[@]}" seed.yml
+step seed-and-backup playbook seed.yml
 step destroy-server molecule destroy "${scenario[@]}"
 step create-fresh molecule create "${scenario[@]}"
 step prepare-fresh molecule prepare "${scenario[@]}"
 step rebuild molecule converge "${scenario[@]}" -- -e molecule_rebuild=true
-step compare molecule side-effect "${scenario[@]}" rebuilt.yml
+step compare playbook rebuilt.yml
 step idempotence molecule idempotence "${scenario[@]}"
-step failures molecule side-effect "${scenario[@]}" failures.yml
+step failures playbook failures.yml
 step verify molecule verify "${scenario[@]}"
 if [[ ${MOLECULE_REBUILD_KEEP:-0} == 1 && -n $failed ]]; then
-    log "keeping the instance (MOLECULE_REBUILD_KEEP=1): molecule login -s rebuild; molecule destroy -s rebuild"
+    log "keeping the instance (MOLECULE_REBUILD_KEEP=1): with MOLECULE_EPHEMERAL_DIRECTORY=$MOLECULE_EPHEMERAL_DIRECTORY," \
+        "molecule login -s rebuild; molecule destroy -s rebuild"
 else
     failed_before=$failed
     failed=

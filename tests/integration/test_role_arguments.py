@@ -28,7 +28,7 @@ CASES = [
     ('mailu_dkim', {'mailu_dkim_keys': [{'domain': 'example.org'}]}, 'private_key'),
     ('mailu_backup', {'mailu_backup_max_age_action': 'shrug'}, 'mailu_backup_max_age_action'),
     ('mailu_backup', {'mailu_backup_keep_daily': 'many'}, 'mailu_backup_keep_daily'),
-    ('mailu_backup', {'mailu_backup_extra_paths': '/srv/a'}, 'mailu_backup_extra_paths'),
+    ('mailu_backup', {'mailu_backup_restore_force': 'perhaps'}, 'mailu_backup_restore_force'),
 ]
 
 

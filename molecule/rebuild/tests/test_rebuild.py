@@ -8,8 +8,8 @@ MAIL_UID, MAIL_GID = 8, 12
 
 
 def test_restored_mail_is_owned_as_dovecot_writes_it(host):
-    out = host.check_output("find %s/mail -mindepth 1 \\( ! -uid %d -o ! -gid %d \\) -printf '%%p\\n'",
-                            ROOT, MAIL_UID, MAIL_GID)
+    out = host.check_output("find %s/mail -mindepth 1 \\( ! -uid %s -o ! -gid %s \\) -printf '%%p\\n'",
+                            ROOT, str(MAIL_UID), str(MAIL_GID))
     assert out == ''
     assert int(host.check_output("find %s/mail -path '*/cur/*' -type f | wc -l", ROOT)) >= 40
 

@@ -3,7 +3,7 @@
 
 PYTEST := .venv/bin/python -m pytest -p no:cacheprovider
 
-.PHONY: test bootstrap lint sanity unit integration molecule demo demo-accounts bench bench-provision bench-certificate
+.PHONY: test bootstrap lint sanity unit integration molecule demo demo-accounts bench bench-provision bench-certificate bench-backup
 
 test:
 	bash scripts/test.sh
@@ -40,3 +40,6 @@ bench-provision: bootstrap
 
 bench-certificate: bootstrap
 	.venv/bin/python benchmarks/certificate_pem.py
+
+bench-backup: bootstrap
+	.venv/bin/python benchmarks/backup.py

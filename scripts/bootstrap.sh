@@ -42,6 +42,8 @@ command -v pebble >/dev/null || missing+=(pebble)
 # A real Postfix (and its lmdb maps, Mailu's kind) for the Postfix overrides' test.
 command -v postmap >/dev/null || missing+=(postfix)
 [[ -e /usr/lib/postfix/postfix-lmdb.so ]] || missing+=(postfix-lmdb)
+# restic, the backup engine's repository tool, for the backup tests and benchmarks (real repositories).
+command -v restic >/dev/null || missing+=(restic)
 # initdb/pg_ctl for the tests' throwaway cluster (tests/pgserver.py finds them).
 if ! python3 "$repo/tests/pgserver.py" bindir >/dev/null 2>&1; then
     missing+=(postgresql-15)

@@ -66,6 +66,7 @@ max_age_hours=None)``, ``BackupError``, ``ConfigError``.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import datetime
 import errno
@@ -405,7 +406,8 @@ class Restic:
         return classify(result.returncode, result.stderr), None, _last_lines(result.stderr)
 
     def snapshots(self, host=None, tags=None, ids=()):
-        args = ['snapshots', '--json']
+        # --no-lock: a read-only listing, which may run beside another command of this engine.
+        args = ['--no-lock', 'snapshots', '--json']
         if host:
             args += ['--host', host]
         if tags:
@@ -430,9 +432,9 @@ class Restic:
 
 def describe_problem(restic, state, message, marker=None):
     if state == REPO_MISSING and marker:
-        return 'repository %s vanished (initialised or first seen %s, id %s); not re-created: bring it back ' \
-               'or, for a new repository, remove %s' % (restic.repository, marker.get('first_seen', '?'),
-                                                       marker.get('id', '?'), marker.get('_path', MARKER))
+        return ('repository %s vanished (initialised or first seen %s, id %s); not re-created: bring it back '
+                'or, for a new repository, remove %s' % (restic.repository, marker.get('first_seen', '?'),
+                                                         marker.get('id', '?'), marker.get('_path', MARKER)))
     if state == REPO_MISSING:
         return 'repository %s is not initialised (run the mailu_backup role)' % restic.repository
     if state == REPO_WRONG_PASSWORD:
@@ -718,6 +720,13 @@ def _backup(restic, config, paths, tags, parent=None):
     return result, summary, errors
 
 
+def _forget_quietly(restic, prepass):
+    try:
+        restic.forget_ids([prepass])
+    except BackupError as exc:
+        log('warning: %s (the next run forgets it)' % exc)
+
+
 def _snapshot_id(summary):
     return (summary or {}).get('snapshot_id')
 
@@ -751,8 +760,11 @@ def run(config, allow_empty=(), clock=time.monotonic):
 
 def _run_backup(config, allow_empty, record, clock):
     restic = Restic.from_config(config)
-    open_repository(restic, config['state_dir'])
-    earlier = restic.snapshots(host=config['host'])
+    # Each restic command spends about half a second deriving the key: the two run side by side.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        listing = pool.submit(restic.snapshots, host=config['host'])
+        open_repository(restic, config['state_dir'])
+        earlier = listing.result()
     good = [item for item in earlier if config['tag'] in (item.get('tags') or [])]
     leftovers = [item['id'] for item in earlier if PREPASS_TAG in (item.get('tags') or [])]
     if leftovers:
@@ -789,6 +801,10 @@ def _run_backup(config, allow_empty, record, clock):
             _compose(config, 'pause', *to_pause)
             log('paused %s' % ', '.join(to_pause))
         result, summary, errors = _backup(restic, config, targets, [config['tag']], parent)
+    except BaseException:
+        if parent:
+            _forget_quietly(restic, parent)
+        raise
     finally:
         if paused_at is not None:
             try:
@@ -796,13 +812,13 @@ def _run_backup(config, allow_empty, record, clock):
             finally:
                 record['pause_seconds'] = round(clock() - paused_at, 3)
                 log('unpaused %s after %.1f s' % (', '.join(to_pause), record['pause_seconds']))
-        if parent:
-            try:
-                restic.forget_ids([parent])
-            except BackupError as exc:
-                log('warning: %s (the next run forgets it)' % exc)
 
     snapshot = _snapshot_id(summary)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        taken = pool.submit(restic.snapshots, ids=[snapshot]) if result.returncode == 0 and snapshot else None
+        if parent:
+            _forget_quietly(restic, parent)
+        taken = taken.result() if taken else []
     if result.returncode == RESTIC_INCOMPLETE:
         if snapshot:
             restic.forget_ids([snapshot])
@@ -812,7 +828,6 @@ def _run_backup(config, allow_empty, record, clock):
         raise BackupError('restic backup failed (exit %d): %s' % (
             result.returncode, _last_lines(result.stderr, *errors)))
     files = sum(summary.get(key, 0) for key in ('files_new', 'files_changed', 'files_unmodified'))
-    taken = restic.snapshots(ids=[snapshot])
     missing = sorted(set(targets) - set(taken[0].get('paths', []) if taken else []))
     if files == 0 or missing:
         restic.forget_ids([snapshot])
@@ -1290,8 +1305,8 @@ def main(argv=None):
         if args.command == 'run':
             log('backing up %s to %s' % (config['host'], config['repository']))
             result = run(config, allow_empty=args.allow_empty)
-            log('%s, paused %.1f s, %.1f s in all' % (result['message'], result['pause_seconds'],
-                                                     result['duration_seconds']))
+            log('%s, paused %.1f s, %.1f s in all' % (
+                result['message'], result['pause_seconds'], result['duration_seconds']))
         elif args.command == 'forget':
             result = forget(config)
         elif args.command == 'check':
@@ -1317,4 +1332,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

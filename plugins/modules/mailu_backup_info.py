@@ -110,7 +110,7 @@ last_backup:
            message: "snapshot 5386d9ce of /srv/restic-mailu", pause_seconds: 1.3, duration_seconds: 98.2,
            counts: {/mailu/mail: 10000}}
 last_check:
-  description: The last integrity check (C(last-check.json)): result, finished, subset, message; null before the first.
+  description: The last integrity check (C(last-check.json)), with result, finished, subset and message; null before the first.
   returned: always
   type: dict
 last_forget:

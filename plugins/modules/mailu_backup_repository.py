@@ -17,7 +17,7 @@ description:
     it was never seen before.
   - A marker file C(repository.json) in O(state_dir) remembers the repository (location, id, when it was first
     seen, whether this module created it). When a repository the marker remembers has vanished, the module fails
-    and re-creates nothing: the snapshots of the old one would be lost without a word. To start a new repository
+    and re-creates nothing, since the snapshots of the old one would be lost without a word. To start a new repository
     at the same location on purpose, remove the marker.
   - A repository at the remembered location with another id than the marker's is refused.
   - A wrong password fails the module, naming it; nothing is written.
@@ -43,7 +43,7 @@ attributes:
 options:
   repository:
     description:
-      - The restic repository, as C(RESTIC_REPOSITORY): a local directory, V(sftp:user@host:/path),
+      - The restic repository, as C(RESTIC_REPOSITORY) takes it, a local directory, V(sftp:user@host:/path),
         V(s3:https://host/bucket/path), or any backend restic knows.
     type: str
     required: true

@@ -354,10 +354,9 @@ def test_restore_into_an_empty_server(server, backed_up):
     code, result, err = server.main('restore')
     assert code == 0, err
     assert result['moved_aside'] == []
-    assert sorted(result['restored']) == sorted(
-        os.path.join(server.root, name) for name in ('mail', 'dkim', 'redis', 'filter', 'data', 'webmail',
-                                                      'overrides', 'mailqueue', 'mailu.env', '.env',
-                                                      'docker-compose.yml'))
+    names = ('mail', 'dkim', 'redis', 'filter', 'data', 'webmail', 'overrides', 'mailqueue', 'mailu.env', '.env',
+             'docker-compose.yml')
+    assert sorted(result['restored']) == sorted(os.path.join(server.root, name) for name in names)
     assert result['database']['rows'] == dict(user=2, domain=1, alias=1)
     assert _rows(server.db) == backed_up['rows']
     assert tree(server.root) == backed_up['files'], 'contents, modes and ownership as backed up'

@@ -39,6 +39,7 @@ def render(tmp_path, variables):
         '        mode: "0600"\n'
         '      loop: %s\n' % (TEMPLATES, src, out, dest, loop)
         for src, dest, loop in [('config.json.j2', 'config.json', '[0]'), ('pgpass.j2', 'pgpass', '[0]'),
+                                ('nantral-mailu-backup.j2', 'nantral-mailu-backup', '[0]'),
                                 ('backup.service.j2', '{{ item.name }}.service', '"{{ _mailu_backup_units }}"'),
                                 ('backup.timer.j2', '{{ item.name }}.timer', '"{{ _mailu_backup_units }}"')])
     playbook = tmp_path / 'play.yml'
@@ -137,6 +138,15 @@ def test_services_run_the_command_and_timers_are_persistent_and_randomised(s3):
     assert 'OnCalendar=*-*-* 03:15:00' in s3['nantral-mailu-backup.timer'].splitlines()
     assert 'OnCalendar=Sun *-*-* 04:30:00' in s3['nantral-mailu-backup-forget.timer'].splitlines()
     assert 'OnCalendar=Sun *-*-* 05:30:00' in s3['nantral-mailu-backup-check.timer'].splitlines()
+
+
+def test_the_host_command_runs_the_installed_engine(s3):
+    command = s3['nantral-mailu-backup']
+    assert command.startswith('#!/usr/bin/python3\n')
+    assert 'sys.path.insert(0, "/usr/local/lib/nantral-mailu")' in command
+    compile(command, 'nantral-mailu-backup', 'exec')
+    for secret in SECRETS:
+        assert secret not in command
 
 
 @pytest.mark.parametrize('repository, known_hosts, expected', [

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What a rebuild must give back, recorded on the server as JSON (stdout), and compared.
 
     record.py                       (on the server) print the record
@@ -111,7 +110,7 @@ class Redis:
             return None if size < 0 else self._exact(size)
         if kind == b'*':
             size = int(rest)
-            return None if size < 0 else [self._reply() for _ in range(size)]
+            return None if size < 0 else [self._reply() for item in range(size)]
         raise RuntimeError('redis: unexpected reply %r' % line)
 
     def __call__(self, *args):

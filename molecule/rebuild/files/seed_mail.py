@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write real mail into Mailu's maildirs, as Mailu's Dovecot lays it out.
 
     seed_mail.py ROOT
@@ -48,13 +47,17 @@ def write(path, data, written):
     written.append(path)
 
 
+def words(rng, count):
+    return ' '.join(rng.choice(WORDS) for word in range(count))
+
+
 def message(rng, user, folder, number):
     sender = user if folder == '.Sent' else 'someone%d@example.org' % rng.randrange(100)
     rcpt = 'friend%d@example.net' % rng.randrange(100) if folder == '.Sent' else user
     date = email.utils.formatdate(1735689600 + number * 86400 + rng.randrange(86400), localtime=False)
-    subject = ' '.join(rng.choice(WORDS) for _ in range(rng.randrange(2, 7))).capitalize()
-    paragraphs = ['\r\n'.join(' '.join(rng.choice(WORDS) for _ in range(12)) for _ in range(rng.randrange(1, 30)))
-                  for _ in range(rng.randrange(1, 8))]
+    subject = words(rng, rng.randrange(2, 7)).capitalize()
+    paragraphs = ['\r\n'.join(words(rng, 12) for line in range(rng.randrange(1, 30)))
+                  for paragraph in range(rng.randrange(1, 8))]
     headers = [
         'Return-Path: <%s>' % sender,
         'Received: from mx.example.org (mx.example.org [198.51.100.%d])\r\n\tby %s (Postfix) with ESMTPS; %s'

@@ -28,7 +28,8 @@ SECRETS = [PASSWORD, DB_PASSWORD, S3_SECRET, 'ssh-Secret-key-body', 'Secret']
 
 
 def render(tmp_path, variables):
-    """Load the role's defaults and vars (its validate.yml, public), then render its templates
+    """Load the role's defaults and vars (its validate.yml, public: checks only, with
+    systemd-analyze for the schedules), then render its templates
     into tmp_path/out: config.json, pgpass and every unit. Returns (process, {name: text})."""
     out = tmp_path / 'out'
     out.mkdir(exist_ok=True)
@@ -177,7 +178,9 @@ def test_an_sftp_repository_gets_its_ssh_command(tmp_path, repository, known_hos
     ({'mailu_database_password': ''}, ['mailu_database_password']),
     ({'mailu_backup_extra_paths': ['relative/path']}, ['mailu_backup_extra_paths', 'relative/path']),
     ({'mailu_backup_ssh_private_key': SSH_KEY}, ['mailu_backup_ssh_private_key', 'SFTP']),
-], ids=['repository', 'password', 'database-password', 'extra-paths', 'ssh-without-sftp'])
+    ({'mailu_backup_check_schedule': 'every tuesday'}, ['mailu_backup_check_schedule', 'every tuesday']),
+    ({'mailu_backup_randomized_delay': 'a while'}, ['mailu_backup_randomized_delay', 'a while']),
+], ids=['repository', 'password', 'database-password', 'extra-paths', 'ssh-without-sftp', 'schedule', 'delay'])
 def test_bad_input_is_refused_by_name(tmp_path, variables, words):
     result, files = render(tmp_path, variables)
     assert result.returncode != 0

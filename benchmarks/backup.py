@@ -14,9 +14,20 @@ cluster (tests/pgserver.py).  Measured, each beside a bare ``restic backup`` or
 The engine runs with a fake Compose stack (a command that records its arguments), so its
 pause of the mail services happens as on a server and its length is printed; the fake's
 own run time (a Python start, some ms) is part of it.  Targets: ratio <= 1.2, no-change
-backup < 10 s.
+backup < 10 s.  Each is measured ``--runs`` times (3), bare and engine in turn, each first
+backup into a repository of its own; the medians are compared, every run is printed.
 
-    make bench-backup        (or: .venv/bin/python benchmarks/backup.py [--messages N])
+Fixed costs: every restic command spends about 0.5 s of CPU deriving the key (scrypt) before
+it does anything, 0.5 to 0.8 s of wall time here, which on a store this small is a third of
+a bare backup.  The engine starts one restic command on its critical path, as bare restic
+does (the repository probe runs beside the dump and, when that is quicker, beside the backup;
+there is no snapshot listing), but it also saves redis, dumps the database and reads the dump
+back, writes the manifest, counts the files and pauses and unpauses the services: about 0.3
+to 0.5 s that a bare backup does not do, and that do not grow with the store.  Measured on
+this 2-core machine, busy with other work (before this change, one run: first backup 5.48 s
+vs 1.66 s, no-change 2.64 s vs 1.14 s, restore 8.15 s vs 6.10 s); see the output for today's.
+
+    make bench-backup        (or: .venv/bin/python benchmarks/backup.py [--messages N] [--runs N])
 """
 
 import argparse
@@ -24,6 +35,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,10 +98,6 @@ def timed(function, *args):
     return time.monotonic() - start, result
 
 
-def seconds(function, *args):
-    return timed(function, *args)[0]
-
-
 def bare(repository, *args):
     env = dict(os.environ, RESTIC_REPOSITORY=repository, RESTIC_PASSWORD=PASSWORD)
     subprocess.run(['restic'] + list(args), env=env, check=True, stdout=subprocess.DEVNULL)
@@ -106,62 +114,103 @@ def engine_restore(env):
     code, result, err = env.main('restore', '--force')
     if code != 0:
         raise SystemExit('engine restore failed: %s' % err)
+    for path in result['moved_aside']:  # the live files the restore kept aside: not needed here
+        subprocess.run(['rm', '-rf', path], check=True)
     return result
+
+
+def fresh_repository(env, tmp, number):
+    """A new repository and state dir for the engine (a first backup is the first in its repository)."""
+    env.config['repository'] = env.repository = os.path.join(tmp, 'engine-repo-%d' % number)
+    env.config['state_dir'] = env.state_dir = os.path.join(tmp, 'engine-state-%d' % number)
+    env.save()
+    env.init()
+
+
+def median(values):
+    return statistics.median(values)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--messages', type=int, default=10000)
     parser.add_argument('--megabytes', type=int, default=200)
+    parser.add_argument('--runs', type=int, default=3, help='measurements of each (the median is compared)')
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix='nantral-bench-backup-', dir='/var/tmp')
+    times = dict((key, []) for key in ('engine_first', 'bare_first', 'engine_again', 'bare_again', 'engine_restore',
+                                        'bare_restore', 'pause_first', 'pause_again', 'restic_start'))
     try:
         with PgServer() as server:
             params, conninfo = database(server)
             env = BackupEnv(os.path.join(tmp, 'engine'), database=params, compose=True)
             env.populate(mailboxes={'postmaster@example.org': [1000]})
             size = build_store(env, args.messages, args.megabytes * 1024 * 1024)
-            env.init()
             paths = [source['path'] for source in env.config['sources'] if os.path.exists(source['path'])]
-            bare_repo = os.path.join(tmp, 'bare-repo')
-            bare(bare_repo, 'init', '--repository-version', '2')
-            print('mail store: %d messages, %.1f MB; %d sources' % (args.messages, size / 1e6, len(paths)))
-
-            # Both first backups read from the page cache: the one that ran second would otherwise.
+            print('mail store: %d messages, %.1f MB; %d sources; %d runs of each, medians compared' % (
+                args.messages, size / 1e6, len(paths), args.runs))
+            # Every backup reads from the page cache: the one that ran second would otherwise.
             subprocess.run(['tar', '-cf', '/dev/null'] + paths, check=True)
-            bare_first = seconds(bare, bare_repo, 'backup', '--host', 'bench', *paths)
-            engine_first, first = timed(engine_run, env)
-            bare_again = seconds(bare, bare_repo, 'backup', '--host', 'bench', *paths)
-            engine_again, again = timed(engine_run, env)
+            for number in range(args.runs):
+                bare_repo = os.path.join(tmp, 'bare-repo-%d' % number)
+                bare(bare_repo, 'init', '--repository-version', '2')
+                fresh_repository(env, tmp, number)
+                times['restic_start'].append(timed(bare, bare_repo, 'cat', 'config')[0])
+                times['bare_first'].append(timed(bare, bare_repo, 'backup', '--host', 'bench', *paths)[0])
+                elapsed, first = timed(engine_run, env)
+                times['engine_first'].append(elapsed)
+                times['pause_first'].append(first['pause_seconds'])
+                times['bare_again'].append(timed(bare, bare_repo, 'backup', '--host', 'bench', *paths)[0])
+                elapsed, again = timed(engine_run, env)
+                times['engine_again'].append(elapsed)
+                times['pause_again'].append(again['pause_seconds'])
+                if number < args.runs - 1:
+                    subprocess.run(['rm', '-rf', bare_repo, env.repository], check=True)
 
-            target = os.path.join(tmp, 'bare-restore')
-            bare_restore = seconds(bare, bare_repo, 'restore', 'latest', '--target', target)
-            shutil.rmtree(target)
             env.compose.set('running', [])
-            engine_back, restored = timed(engine_restore, env)
+            restored = None
+            for number in range(args.runs):
+                target = os.path.join(tmp, 'bare-restore')
+                times['bare_restore'].append(timed(bare, bare_repo, 'restore', 'latest', '--target', target)[0])
+                shutil.rmtree(target)
+                elapsed, restored = timed(engine_restore, env)
+                times['engine_restore'].append(elapsed)
             with psycopg.connect(conninfo) as conn:
                 users = conn.execute('SELECT count(*) FROM "user"').fetchone()[0]
 
-        rows = [
-            ('first backup', engine_first, bare_first, 'pause %.2f s' % first['pause_seconds']),
-            ('no-change backup', engine_again, bare_again, 'pause %.2f s' % again['pause_seconds']),
-            ('restore', engine_back, bare_restore, '%d users back, %d paths' % (users, len(restored['restored']))),
-        ]
-        print('%-18s %9s %9s %7s  %s' % ('', 'engine s', 'bare s', 'ratio', ''))
-        failed = []
-        for name, mine, theirs, note in rows:
-            ratio = mine / theirs
-            print('%-18s %9.2f %9.2f %7.2f  %s' % (name, mine, theirs, ratio, note))
-            if ratio > 1.2:
-                failed.append('%s ratio %.2f > 1.2' % (name, ratio))
-        if engine_again >= 10:
-            failed.append('no-change backup %.1f s >= 10 s' % engine_again)
-        print(json.dumps(dict(first=[engine_first, bare_first], no_change=[engine_again, bare_again],
-                              restore=[engine_back, bare_restore], pause_first=first['pause_seconds'],
-                              pause_no_change=again['pause_seconds'])))
-        print('targets: %s' % ('all met' if not failed else 'MISSED: ' + '; '.join(failed)))
+        report(times, users, restored)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(times, users, restored):
+    mid = dict((key, median(values)) for key, values in times.items())
+    rows = [
+        ('first backup', 'engine_first', 'bare_first', 'pause %.2f s' % mid['pause_first']),
+        ('no-change backup', 'engine_again', 'bare_again', 'pause %.2f s' % mid['pause_again']),
+        ('restore', 'engine_restore', 'bare_restore', '%d users back, %d paths' % (users, len(restored['restored']))),
+    ]
+    print('%-18s %9s %9s %7s  %s' % ('', 'engine s', 'bare s', 'ratio', '(medians; each run: engine/bare s)'))
+    verdicts = []
+    for name, mine, theirs, note in rows:
+        ratio = mid[mine] / mid[theirs]
+        each = ' '.join('%.2f/%.2f' % pair for pair in zip(times[mine], times[theirs]))
+        print('%-18s %9.2f %9.2f %7.2f  %s; %s' % (name, mid[mine], mid[theirs], ratio, note, each))
+        verdicts.append('%s: ratio %.2f %s 1.2 -> %s' % (name, ratio, '<=' if ratio <= 1.2 else '>',
+                                                         'MET' if ratio <= 1.2 else 'MISSED'))
+    verdicts.append('no-change backup: %.2f s %s 10 s -> %s' % (
+        mid['engine_again'], '<' if mid['engine_again'] < 10 else '>=', 'MET' if mid['engine_again'] < 10 else 'MISSED'))
+    print('mail-service pause: first backup %.2f s, no-change backup %.2f s (medians)' % (
+        mid['pause_first'], mid['pause_again']))
+    print('a restic command that only opens the repository (restic cat config): %.2f s' % mid['restic_start'])
+    for verdict in verdicts:
+        print('verdict: ' + verdict)
+    if any('MISSED' in verdict for verdict in verdicts):
+        print('note: the engine starts one restic command on its critical path (the probe runs beside the local '
+              'work or the backup), but it also does what bare restic does not: redis save, pg_dump and its '
+              'read-back, the manifest, the file counts, pause/unpause; each restic start costs %.2f s here '
+              '(key derivation), which the bare runs pay once too.' % mid['restic_start'])
+    print(json.dumps(dict((key, [round(value, 3) for value in values]) for key, values in times.items())))
 
 
 if __name__ == '__main__':

@@ -38,12 +38,21 @@ configuration's ``env`` from its environment; libpq reads ``PGPASSFILE``.
     database (``pg_dump -Fc``, the client's major at least the server's, the dump
     listed by ``pg_restore --list``) and writes a manifest, all into ``staging/``.
     Then the mail services that are running are paused while restic reads the files,
-    and unpaused in a ``finally``.  When the repository holds no snapshot of this
-    server yet and there is something to pause, an unpaused "prepass" reads everything
+    and unpaused in a ``finally``.  When no good run of this server into this
+    repository is on record, there is something to pause and the sources hold at
+    least ``prepass_min_bytes`` (1 GiB), an unpaused "prepass" reads everything
     first, so that the paused pass reads only what changed since (the prepass
-    snapshot is forgotten afterwards).  restic's exit 3 (some files could not be
-    read) and a snapshot without every source are forgotten at once, never "latest".
-    ``last-backup.json`` records every run: ``ok`` with the file counts, or ``failed``.
+    snapshot is forgotten afterwards); below that, the one paused pass reads it all.
+    restic's exit 3 (some files could not be read) and a snapshot without every
+    source are forgotten at once, never "latest".  ``last-backup.json`` records every
+    run: ``ok`` with the file counts, or ``failed``.
+
+    Every restic command first spends about half a second of CPU deriving the key,
+    so a run starts one restic command on its way: the probe of the repository runs
+    beside the local work (and, when that is quicker, beside the backup: a snapshot
+    made in a repository the probe then rejects is forgotten, the run fails); no
+    snapshot listing before or after (the parent is the last good run on record, a
+    skipped source is read from restic's own output).
 ``forget``, ``check``
     Retention (``forget --prune``, only this server's snapshots with the tag) and an
     integrity check (``check --read-data-subset``); ``last-forget.json`` and
@@ -53,6 +62,8 @@ configuration's ``env`` from its environment; libpq reads ``PGPASSFILE``.
 ``restore``
     For a rebuild, into a server whose stack is not running: the database
     (``pg_restore --single-transaction``) and every source, the live one moved aside.
+    ``restic restore latest --host H --tag T`` picks the snapshot (no listing first),
+    beside the probe; nothing live is touched before the probe's verdict.
     A server that holds accounts or mail is refused, naming what it holds, unless
     forced.
 ``restore-mailbox``
@@ -90,11 +101,15 @@ DEFAULT_TAG = 'nantral-mailu'
 PREPASS_TAG = 'nantral-mailu-prepass'
 DEFAULT_MAX_AGE_HOURS = 36
 DEFAULT_CHECK_SUBSET = '5%'
+# The first backup of a store at least this big reads it unpaused first (a prepass); below it, the one
+# paused pass reads everything (a few seconds per hundred MB), which saves a restic run and a forget.
+DEFAULT_PREPASS_MIN_BYTES = 1024 ** 3
 
 MARKER = 'repository.json'
 LAST_BACKUP = 'last-backup.json'
 LAST_CHECK = 'last-check.json'
 LAST_FORGET = 'last-forget.json'
+PREPASS_PENDING = 'prepass.json'
 STAGING = 'staging'
 DUMP_NAME = 'mailu-database.dump'
 MANIFEST_NAME = 'manifest.json'
@@ -297,6 +312,9 @@ def check_config(config, origin='the configuration'):
     database = config.get('database')
     if database is not None and not (isinstance(database, dict) and database.get('name') and database.get('user')):
         problems.append('database must be null or an object with name and user')
+    minimum = config.get('prepass_min_bytes', DEFAULT_PREPASS_MIN_BYTES)
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0:
+        problems.append('prepass_min_bytes must be a number of bytes (0 or more)')
     if problems:
         raise ConfigError('%s is not valid: %s' % (origin, '; '.join(problems)))
     config = dict(config)
@@ -305,6 +323,7 @@ def check_config(config, origin='the configuration'):
     config.setdefault('state_dir', DEFAULT_STATE_DIR)
     config.setdefault('lock_file', DEFAULT_LOCK_FILE)
     config.setdefault('check_subset', DEFAULT_CHECK_SUBSET)
+    config.setdefault('prepass_min_bytes', DEFAULT_PREPASS_MIN_BYTES)
     config.setdefault('max_age_hours', DEFAULT_MAX_AGE_HOURS)
     config.setdefault('retention', {})
     config['env'] = config.get('env') or {}
@@ -464,7 +483,13 @@ def open_repository(restic, state_dir):
     """Check that the repository is there, the password right, and the one the marker
     remembers; write the marker when there is none.  Returns its id."""
     marker = read_marker(state_dir, restic.repository)
-    state, repo_id, message = restic.probe()
+    return verify_probe(restic, state_dir, marker, restic.probe())
+
+
+def verify_probe(restic, state_dir, marker, probed):
+    """open_repository's judgement of a probe made earlier (``probed``: what probe() returned)
+    with the marker read before it; raises RepositoryError, writes the marker when there is none."""
+    state, repo_id, message = probed
     if state != REPO_OK:
         raise RepositoryError(describe_problem(restic, state, message, marker),
                               REPO_VANISHED if state == REPO_MISSING and marker else state)
@@ -720,15 +745,54 @@ def _backup(restic, config, paths, tags, parent=None):
     return result, summary, errors
 
 
-def _forget_quietly(restic, prepass):
+def _forget_quietly(restic, ids, why=''):
+    """Forget ``ids``; True when done, a warning (not a failure) when not."""
     try:
-        restic.forget_ids([prepass])
+        restic.forget_ids([item for item in ids if item])
+        return True
     except BackupError as exc:
-        log('warning: %s (the next run forgets it)' % exc)
+        log('warning: %s%s' % (exc, why))
+        return False
 
 
 def _snapshot_id(summary):
     return (summary or {}).get('snapshot_id')
+
+
+# restic 0.14 to 0.16 skip a path given that does not exist when they start, say so on stderr and exit 0.
+_SKIPPING = re.compile(r'^(.*) does not exist, skipping$')
+
+
+def skipped_paths(stderr, targets):
+    """The ``targets`` a backup did not hold: those restic said it skipped, and those gone now (a path
+    that vanished while restic ran may be missing from the snapshot, a late one is taken as missing)."""
+    said = set(match.group(1) for match in (_SKIPPING.match(line) for line in (stderr or '').splitlines()) if match)
+    return sorted(path for path in targets if path in said or not os.path.lexists(path))
+
+
+def _tree_bytes(paths):
+    """The bytes of the regular files under ``paths`` (symlinks not followed)."""
+    total = 0
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            files = (os.path.join(root, name) for root, unused, names in os.walk(path) for name in names)
+        else:
+            files = [path]
+        for name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(name)
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+    return total
+
+
+def _restic_failure(what, result, errors, restic, marker):
+    """The error of a restic command that failed: the repository's state by name when that is why."""
+    state = classify(result.returncode, result.stderr)
+    if state != REPO_OTHER:
+        return RepositoryError(describe_problem(restic, state, _last_lines(result.stderr), marker),
+                               REPO_VANISHED if state == REPO_MISSING and marker else state)
+    return BackupError('%s failed (exit %d): %s' % (what, result.returncode, _last_lines(result.stderr, *errors)))
 
 
 def run(config, allow_empty=(), clock=time.monotonic):
@@ -742,7 +806,8 @@ def run(config, allow_empty=(), clock=time.monotonic):
         except BackupError:
             last = {}
         record = dict(result=FAILED, started=_iso(started), finished=None, snapshot=None, message='',
-                      pause_seconds=0.0, duration_seconds=0.0, counts=last.get('counts') or {})
+                      pause_seconds=0.0, duration_seconds=0.0, counts=last.get('counts') or {},
+                      last_good=last.get('last_good') if isinstance(last.get('last_good'), dict) else None)
         begin = clock()
         try:
             _run_backup(config, allow_empty, record, clock)
@@ -758,82 +823,152 @@ def run(config, allow_empty=(), clock=time.monotonic):
         return record
 
 
-def _run_backup(config, allow_empty, record, clock):
-    restic = Restic.from_config(config)
-    # Each restic command spends about half a second deriving the key: the two run side by side.
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        listing = pool.submit(restic.snapshots, host=config['host'])
-        open_repository(restic, config['state_dir'])
-        earlier = listing.result()
-    good = [item for item in earlier if config['tag'] in (item.get('tags') or [])]
-    leftovers = [item['id'] for item in earlier if PREPASS_TAG in (item.get('tags') or [])]
-    if leftovers:
-        log('forgetting %d prepass snapshot(s) an interrupted run left' % len(leftovers))
-        restic.forget_ids(leftovers)
-
+def _prepare(config, allow_empty, record):
+    """The local work before restic reads: the sources checked, redis saved, the database dumped and
+    the manifest written.  Returns (paths to back up, counts, running services)."""
     paths, counts, owners = _source_report(config, set(allow_empty), record['counts'])
     running = compose_services(config, 'running')
     _redis_save(config, running)
-
     staging = os.path.join(config['state_dir'], STAGING)
     os.makedirs(staging, mode=0o700, exist_ok=True)
     manifest = dict(mailu_version=config.get('mailu_version'), host=config['host'], created=_iso(_now()),
                     root=config['root'], sources=paths, counts=counts, owners=owners, staging=staging,
                     database=dump_database(config, staging) if config.get('database') else None)
     write_json(os.path.join(staging, MANIFEST_NAME), manifest)
-    targets = paths + [staging]
+    return paths + [staging], counts, running
 
-    to_pause = [name for name in (config.get('compose') or {}).get('pause', []) if name in running]
-    parent = None
-    if not good and to_pause:
-        # The first snapshot reads everything: do it unpaused, so the paused pass reads only what changed since.
-        log('no earlier snapshot of %s: an unpaused prepass reads everything first' % config['host'])
-        result, summary, errors = _backup(restic, config, targets, [PREPASS_TAG])
-        parent = _snapshot_id(summary)
-        if result.returncode not in (0, RESTIC_INCOMPLETE) or not parent:
-            raise BackupError('the prepass backup failed (restic exit %d): %s' % (
-                result.returncode, _last_lines(result.stderr)))
 
-    paused_at = None
+def _forget_leftover_prepass(restic, config):
+    """Forget the prepass snapshot a run that was killed left (its id in prepass.json, or, killed while
+    restic made it, every prepass snapshot of this host)."""
+    path = os.path.join(config['state_dir'], PREPASS_PENDING)
     try:
-        if to_pause:
-            paused_at = clock()
-            _compose(config, 'pause', *to_pause)
-            log('paused %s' % ', '.join(to_pause))
-        result, summary, errors = _backup(restic, config, targets, [config['tag']], parent)
-    except BaseException:
-        if parent:
-            _forget_quietly(restic, parent)
-        raise
-    finally:
-        if paused_at is not None:
-            try:
-                _compose(config, 'unpause', *to_pause)
-            finally:
-                record['pause_seconds'] = round(clock() - paused_at, 3)
-                log('unpaused %s after %.1f s' % (', '.join(to_pause), record['pause_seconds']))
+        pending = read_json(path) or {}
+    except BackupError:
+        pending = {}
+    ids = [pending['snapshot']] if pending.get('snapshot') else [
+        item['id'] for item in restic.snapshots(host=config['host'], tags=PREPASS_TAG)]
+    log('forgetting %d prepass snapshot(s) an interrupted run left' % len(ids))
+    if _forget_quietly(restic, ids, ' (the next run tries again)'):
+        os.unlink(path)
 
-    snapshot = _snapshot_id(summary)
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        taken = pool.submit(restic.snapshots, ids=[snapshot]) if result.returncode == 0 and snapshot else None
-        if parent:
-            _forget_quietly(restic, parent)
-        taken = taken.result() if taken else []
+
+def _run_backup(config, allow_empty, record, clock):
+    restic = Restic.from_config(config)
+    state_dir = config['state_dir']
+    marker = read_marker(state_dir, restic.repository)
+    pending = os.path.join(state_dir, PREPASS_PENDING)
+    # Each restic command first spends about half a second of CPU deriving the key.  The probe of the
+    # repository (there, the password right, the marker's id) runs while the local work is done; when it
+    # is not over by then, the backup starts beside it, and what the backup made is forgotten if the
+    # probe then fails: a run that fails records nothing as good, whichever finished first.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        probe = pool.submit(restic.probe)
+        verified = []
+
+        def repository_id():
+            if not verified:
+                verified.append(verify_probe(restic, state_dir, marker, probe.result()))
+            return verified[0]
+
+        try:
+            targets, counts, running = _prepare(config, allow_empty, record)
+        except BackupError:
+            repository_id()  # a repository that cannot be used is said first
+            raise
+        if os.path.exists(pending):
+            repository_id()
+            _forget_leftover_prepass(restic, config)
+        if probe.done():
+            repository_id()
+
+        to_pause = [name for name in (config.get('compose') or {}).get('pause', []) if name in running]
+        last_good = record.get('last_good') or {}
+        # restic takes the newest snapshot of the host with the same paths as the parent: after a good
+        # run of this server into this repository, the paused pass reads only what changed.
+        known_parent = bool(marker and last_good.get('snapshot') and last_good.get('repository') == config['repository']
+                            and last_good.get('repository_id') == marker.get('id'))
+        parent = None
+        if to_pause and not known_parent:
+            size = _tree_bytes(targets)
+            if size >= config['prepass_min_bytes']:
+                parent = _prepass(restic, config, targets, size, repository_id, marker)
+            else:
+                log('no earlier good run: the paused pass reads all %.0f MB (prepass_min_bytes %d)' % (
+                    size / 1e6, config['prepass_min_bytes']))
+
+        paused_at = None
+        try:
+            if to_pause:
+                paused_at = clock()
+                _compose(config, 'pause', *to_pause)
+                log('paused %s' % ', '.join(to_pause))
+            result, summary, errors = _backup(restic, config, targets, [config['tag']], parent)
+        except BaseException:
+            if parent and _forget_quietly(restic, [parent], ' (the next run forgets it)'):
+                os.unlink(pending)
+            raise
+        finally:
+            if paused_at is not None:
+                try:
+                    _compose(config, 'unpause', *to_pause)
+                finally:
+                    record['pause_seconds'] = round(clock() - paused_at, 3)
+                    log('unpaused %s after %.1f s' % (', '.join(to_pause), record['pause_seconds']))
+
+        snapshot = _snapshot_id(summary)
+        try:
+            repo_id = repository_id()
+        except BackupError as exc:
+            if snapshot or parent:
+                made = [item for item in (snapshot, parent) if item]
+                done = _forget_quietly(restic, made, ' (snapshot(s) %s are left there)' % ', '.join(made))
+                raise RepositoryError('%s; the snapshot just made there %s' % (
+                    exc, 'was forgotten' if done else 'could NOT be forgotten'), getattr(exc, 'state', REPO_OTHER))
+            raise
+    failure = None
     if result.returncode == RESTIC_INCOMPLETE:
-        if snapshot:
-            restic.forget_ids([snapshot])
-        raise BackupError('restic could not read some files, the incomplete snapshot %s was forgotten: %s' % (
+        failure = BackupError('restic could not read some files, the incomplete snapshot %s was forgotten: %s' % (
             snapshot or '?', '; '.join(errors[:_MESSAGE_LINES]) or _last_lines(result.stderr)))
-    if result.returncode != 0 or not snapshot:
-        raise BackupError('restic backup failed (exit %d): %s' % (
-            result.returncode, _last_lines(result.stderr, *errors)))
-    files = sum(summary.get(key, 0) for key in ('files_new', 'files_changed', 'files_unmodified'))
-    missing = sorted(set(targets) - set(taken[0].get('paths', []) if taken else []))
-    if files == 0 or missing:
-        restic.forget_ids([snapshot])
-        raise BackupError('snapshot %s was forgotten: %s' % (
-            snapshot, 'it holds no file' if files == 0 else 'restic skipped %s' % ', '.join(missing)))
-    record.update(snapshot=snapshot, counts=counts)
+    elif result.returncode != 0 or not snapshot:
+        failure = _restic_failure('restic backup', result, errors, restic, marker)
+    else:
+        files = sum(summary.get(key, 0) for key in ('files_new', 'files_changed', 'files_unmodified'))
+        missing = skipped_paths(result.stderr, targets)
+        if files == 0 or missing:
+            failure = BackupError('snapshot %s was forgotten: %s' % (
+                snapshot, 'it holds no file' if files == 0 else 'restic skipped %s' % ', '.join(missing)))
+    if failure:
+        # The prepass goes too; should the forget fail, prepass.json stays for the next run.
+        restic.forget_ids([item for item in (snapshot, parent) if item])
+        if parent:
+            os.unlink(pending)
+        raise failure
+    if parent and _forget_quietly(restic, [parent], ' (the next run forgets it)'):
+        os.unlink(pending)
+    record.update(snapshot=snapshot, counts=counts, last_good=dict(
+        snapshot=snapshot, repository=config['repository'], repository_id=repo_id, finished=_iso(_now())))
+
+
+def _prepass(restic, config, targets, size, repository_id, marker):
+    """The unpaused first read of a big store; returns its snapshot id (recorded in prepass.json until
+    it is forgotten, so that a run killed meanwhile leaves nothing the next run does not forget)."""
+    pending = os.path.join(config['state_dir'], PREPASS_PENDING)
+    log('no earlier good run and %.0f MB to read: an unpaused prepass reads everything first' % (size / 1e6))
+    write_json(pending, dict(started=_iso(_now()), snapshot=None))
+    result, summary, errors = _backup(restic, config, targets, [PREPASS_TAG])
+    parent = _snapshot_id(summary)
+    if parent:
+        write_json(pending, dict(started=_iso(_now()), snapshot=parent))
+    try:
+        repository_id()
+        if result.returncode not in (0, RESTIC_INCOMPLETE) or not parent:
+            raise _restic_failure('the prepass backup', result, errors, restic, marker)
+    except BackupError:
+        if parent and _forget_quietly(restic, [parent], ' (the next run forgets it)'):
+            os.unlink(pending)
+        raise
+    return parent
 
 
 # ---------------------------------------------------------------- forget, check
@@ -1059,71 +1194,132 @@ def _move_into_place(source, target):
         shutil.rmtree(source) if os.path.isdir(source) and not os.path.islink(source) else os.unlink(source)
 
 
-def _find_staging(workdir, paths):
-    for path in paths:
-        candidate = os.path.join(workdir, path.lstrip('/'), MANIFEST_NAME)
-        if os.path.basename(path) == STAGING and os.path.isfile(candidate):
-            return os.path.dirname(candidate)
+def _find_staging(workdir, config):
+    """The staging directory in a restored snapshot: this server's state_dir/staging, else the first
+    ``staging`` directory holding a manifest (a snapshot made with another state_dir)."""
+    candidate = os.path.join(workdir, os.path.join(config['state_dir'], STAGING).lstrip('/'))
+    if os.path.isfile(os.path.join(candidate, MANIFEST_NAME)):
+        return candidate
+    for root, dirs, files in os.walk(workdir):
+        if os.path.basename(root) == STAGING and MANIFEST_NAME in files:
+            return root
+        dirs.sort()
     raise BackupError('the snapshot holds no %s (not a nantral-mailu backup?)' % MANIFEST_NAME)
+
+
+# restic restore's first line: "restoring <Snapshot ID of [PATHS] at TIME by USER@HOST> to TARGET" (0.14 to
+# 0.16), "restoring snapshot ID of [PATHS] at TIME by USER@HOST to TARGET" (0.17 and later).
+_RESTORING = re.compile(r'restoring <?[Ss]napshot ([0-9a-f]+) of \[.*\] at (\d{4}-\d\d-\d\d)[ T]'
+                        r'(\d\d:\d\d:\d\d)(?:\.(\d+))? ?([+-]\d\d:?\d\d|Z)?')
+
+
+def restored_snapshot(output):
+    """(short id, RFC 3339 time) of the snapshot restic restore says it restores; (None, None) if it does not."""
+    match = _RESTORING.search(output or '')
+    if not match:
+        return None, None
+    snap_id, day, clock_time, fraction, zone = match.groups()
+    zone = zone or 'Z'
+    if zone != 'Z' and ':' not in zone:
+        zone = zone[:3] + ':' + zone[3:]
+    return snap_id, '%sT%s%s%s' % (day, clock_time, '.' + fraction if fraction else '', zone)
+
+
+def _restore_refusals(config, snapshot, force):
+    """The checks before anything is restored: the stack stopped, the server empty unless forced."""
+    what = 'the latest snapshot' if snapshot in (None, '', 'latest') else 'snapshot %s' % snapshot
+    running = compose_services(config, 'running')
+    if running:
+        raise BackupError('refusing to restore: the Mailu stack is running (%s); stop it first' % ', '.join(running))
+    holdings = _server_holdings(config)
+    if holdings and not force:
+        raise BackupError('refusing to restore %s: this server holds data: %s (force to replace it; '
+                          'the files are kept aside)' % (what, '; '.join(holdings)))
+    return holdings
 
 
 def restore(config, snapshot='latest', force=False, dry_run=False):
     """Put the server back from a snapshot; returns what was done (or, dry run, would be)."""
     with _locked(config, 'restore'):
         restic = Restic.from_config(config)
-        open_repository(restic, config['state_dir'])
-        chosen = _resolve_snapshot(restic, config, snapshot)
-        snap_id = chosen.get('short_id') or chosen['id'][:8]
-        running = compose_services(config, 'running')
-        if running:
-            raise BackupError('refusing to restore: the Mailu stack is running (%s); stop it first' % ', '.join(running))
-        holdings = _server_holdings(config)
-        if holdings and not force:
-            raise BackupError('refusing to restore snapshot %s: this server holds data: %s (force to replace it; '
-                              'the files are kept aside)' % (snap_id, '; '.join(holdings)))
-        result = dict(snapshot=snap_id, snapshot_time=chosen['time'], dry_run=dry_run, found=holdings,
-                      restored=[], moved_aside=[], removed_empty=[], database=None)
         if dry_run:
-            result['restored'] = [path for path in chosen.get('paths', []) if os.path.basename(path) != STAGING]
-            return result
+            open_repository(restic, config['state_dir'])
+            chosen = _resolve_snapshot(restic, config, snapshot)
+            holdings = _restore_refusals(config, snapshot, force)
+            return dict(snapshot=chosen.get('short_id') or chosen['id'][:8], snapshot_time=chosen['time'],
+                        dry_run=True, found=holdings, moved_aside=[], removed_empty=[], database=None,
+                        restored=[path for path in chosen.get('paths', []) if os.path.basename(path) != STAGING])
+        marker = read_marker(config['state_dir'], restic.repository)
         os.makedirs(config['root'], exist_ok=True)
-        workdir = os.path.join(config['root'], '.restore-%s' % snap_id)
-        if os.path.exists(workdir):
-            shutil.rmtree(workdir)
+        # The probe of the repository runs beside the refusal checks and restic's restore into a work
+        # directory (no restic command here writes to the repository, nothing live is touched before
+        # the probe's verdict); restic restore picks the snapshot itself: no listing first.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            probe = pool.submit(restic.probe)
+            try:
+                holdings = _restore_refusals(config, snapshot, force)
+            except BackupError:
+                verify_probe(restic, config['state_dir'], marker, probe.result())
+                raise
+            workdir = tempfile.mkdtemp(prefix='.restore-', dir=config['root'])
+            try:
+                if snapshot in (None, '', 'latest'):
+                    args = ['latest', '--host', config['host'], '--tag', config['tag']]
+                else:
+                    args = [snapshot]
+                restored = restic.run(*(['restore'] + args + ['--target', workdir]))
+                verify_probe(restic, config['state_dir'], marker, probe.result())
+            except BaseException:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise
         try:
-            restored = restic.run('restore', chosen['id'], '--target', workdir)
-            if restored.returncode != 0:
-                raise BackupError('restic restore of snapshot %s failed: %s' % (snap_id, _last_lines(restored.stderr)))
-            staging = _find_staging(workdir, chosen.get('paths', []))
-            manifest = read_json(os.path.join(staging, MANIFEST_NAME)) or {}
-            wanted = config.get('mailu_version')
-            if wanted and manifest.get('mailu_version') and manifest['mailu_version'] != wanted:
-                raise BackupError('snapshot %s is Mailu %s, this server is %s: upgrade is not a restore' % (
-                    snap_id, manifest['mailu_version'], wanted))
-            if manifest.get('database'):
-                if not config.get('database'):
-                    raise BackupError('snapshot %s holds a database dump, but the configuration names no database'
-                                      % snap_id)
-                result['database'] = _restore_database(config, staging, manifest['database'])
-            stamp = _stamp(_now())
-            for path in manifest.get('sources', []):
-                source = os.path.join(workdir, path.lstrip('/'))
-                if not os.path.lexists(source):
-                    continue
-                if os.path.lexists(path):
-                    if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
-                        os.rmdir(path)
-                        result['removed_empty'].append(path)
-                    else:
-                        aside = '%s.before-restore-%s' % (path, stamp)
-                        os.rename(path, aside)
-                        result['moved_aside'].append(aside)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                _move_into_place(source, path)
-                result['restored'].append(path)
+            return _restore_from(config, workdir, restored, snapshot, holdings)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        return result
+
+
+def _restore_from(config, workdir, restored, snapshot, holdings):
+    if restored.returncode != 0:
+        text = (restored.stderr or '').lower()
+        if snapshot in (None, '', 'latest') and 'no snapshot found' in text:
+            raise BackupError('repository %s holds no snapshot of %s (tag %s)' % (
+                config['repository'], config['host'], config['tag']))
+        if 'no matching id' in text:
+            raise BackupError('repository %s holds no snapshot %s' % (config['repository'], snapshot))
+        raise BackupError('restic restore of %s failed: %s' % (
+            'the latest snapshot' if snapshot in (None, '', 'latest') else 'snapshot %s' % snapshot,
+            _last_lines(restored.stderr)))
+    snap_id, snap_time = restored_snapshot(restored.stdout)
+    staging = _find_staging(workdir, config)
+    manifest = read_json(os.path.join(staging, MANIFEST_NAME)) or {}
+    snap_id = snap_id or snapshot
+    result = dict(snapshot=snap_id, snapshot_time=snap_time or manifest.get('created'), dry_run=False,
+                  found=holdings, restored=[], moved_aside=[], removed_empty=[], database=None)
+    wanted = config.get('mailu_version')
+    if wanted and manifest.get('mailu_version') and manifest['mailu_version'] != wanted:
+        raise BackupError('snapshot %s is Mailu %s, this server is %s: upgrade is not a restore' % (
+            snap_id, manifest['mailu_version'], wanted))
+    if manifest.get('database'):
+        if not config.get('database'):
+            raise BackupError('snapshot %s holds a database dump, but the configuration names no database' % snap_id)
+        result['database'] = _restore_database(config, staging, manifest['database'])
+    stamp = _stamp(_now())
+    for path in manifest.get('sources', []):
+        source = os.path.join(workdir, path.lstrip('/'))
+        if not os.path.lexists(source):
+            continue
+        if os.path.lexists(path):
+            if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
+                os.rmdir(path)
+                result['removed_empty'].append(path)
+            else:
+                aside = '%s.before-restore-%s' % (path, stamp)
+                os.rename(path, aside)
+                result['moved_aside'].append(aside)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _move_into_place(source, path)
+        result['restored'].append(path)
+    return result
 
 
 def _restore_database(config, staging, info):

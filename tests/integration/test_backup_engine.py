@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import psycopg
 import pytest
@@ -448,3 +449,145 @@ def test_restore_mailbox_one_folder(server):
     assert (sent.st_uid, oct(sent.st_mode & 0o777)) == (MAILU_UID, '0o700')
     code, result, err = server.main('restore-mailbox', 'nobody@example.org')
     assert code == 1 and 'holds no mailbox nobody@example.org' in err
+
+
+# ---------------------------------------------------------------- one restic command on the critical path
+
+
+def _logging_restic(server):
+    """restic behind a wrapper that logs each command's first argument that is not an option."""
+    log_path = os.path.join(server.tmp, 'restic-calls')
+    wrapper = os.path.join(server.tmp, 'restic-logged')
+    with open(wrapper, 'w', encoding='utf-8') as handle:
+        handle.write('#!/bin/sh\nfor a in "$@"; do case "$a" in -*) ;; *) echo "$a" >> %s; break;; esac; done\n'
+                     'exec restic "$@"\n' % log_path)
+    os.chmod(wrapper, 0o755)
+    server.config['restic'] = wrapper
+    server.save()
+
+    def calls():
+        if not os.path.exists(log_path):
+            return []
+        with open(log_path, encoding='utf-8') as handle:
+            found = handle.read().split()
+        os.unlink(log_path)
+        return sorted(found)
+    return calls
+
+
+def test_a_run_is_one_backup_beside_the_probe(server):
+    """No listing before or after: the probe (cat config) and the backup, on the first run and the next."""
+    calls = _logging_restic(server)
+    code, result, err = server.main('run')
+    assert code == 0, err
+    assert calls() == ['backup', 'cat']
+    assert 'reads all' in err, 'a small store: no prepass'
+    last = server.state('last-backup.json')
+    assert last['last_good']['snapshot'] == result['snapshot'] and last['last_good']['repository'] == server.repository
+    code, result, err = server.main('run')
+    assert code == 0, err
+    assert calls() == ['backup', 'cat']
+    server.compose.set('running', [])
+    code, result, err = server.main('restore', '--force')
+    assert code == 0, err
+    assert calls() == ['cat', 'restore'], 'restic restore picks the latest snapshot itself'
+    newest = server.snapshots(tag='nantral-mailu')[-1]
+    assert result['snapshot'] == newest['short_id']
+    assert engine.parse_time(result['snapshot_time']) == engine.parse_time(newest['time'])
+
+
+def test_prepass_for_a_big_store_is_forgotten(server):
+    server.config['prepass_min_bytes'] = 0
+    server.save()
+    code, result, err = server.main('run')
+    assert code == 0, err
+    assert 'an unpaused prepass reads everything first' in err
+    assert server.snapshots(tag=engine.PREPASS_TAG) == []
+    assert not os.path.exists(os.path.join(server.state_dir, engine.PREPASS_PENDING))
+    code, result, err = server.main('run')
+    assert code == 0, err
+    assert 'prepass' not in err.replace(server.tmp, ''), 'the last good run is the parent: no prepass'
+
+
+def test_last_good_run_survives_a_failed_one(server):
+    assert server.main('run')[0] == 0
+    good = server.state('last-backup.json')['last_good']
+    server.compose.set('fail', ['exec'])
+    assert server.main('run')[0] == 1
+    assert server.state('last-backup.json')['last_good'] == good
+
+
+@pytest.mark.parametrize('recorded', [True, False])
+def test_prepass_left_by_a_killed_run_is_forgotten(server, recorded):
+    staging = os.path.join(server.state_dir, 'staging')
+    os.makedirs(staging, exist_ok=True)
+    left = server.restic('backup', '--json', '--host', 'mail.example.org', '--tag', engine.PREPASS_TAG,
+                         os.path.join(server.root, 'dkim'))
+    left_id = json.loads(left.stdout.splitlines()[-1])['snapshot_id']
+    engine.write_json(os.path.join(server.state_dir, engine.PREPASS_PENDING),
+                      dict(started='2026-01-01T00:00:00Z', snapshot=left_id if recorded else None))
+    code, result, err = server.main('run')
+    assert code == 0, err
+    assert 'forgetting 1 prepass snapshot(s) an interrupted run left' in err
+    assert server.snapshots(tag=engine.PREPASS_TAG) == []
+    assert not os.path.exists(os.path.join(server.state_dir, engine.PREPASS_PENDING))
+
+
+def test_path_restic_said_it_skipped_forgets_the_snapshot(server, monkeypatch):
+    """restic 0.14 skips a path missing when it starts, says so on stderr, exits 0; the path is back by the
+    time restic ends, so only its message tells."""
+    real = engine._backup  # pylint: disable=protected-access
+    overrides = os.path.join(server.root, 'overrides')
+
+    def vanishing_for_a_while(restic, config, paths, tags, parent=None):
+        os.rename(overrides, overrides + '.away')
+        try:
+            return real(restic, config, paths, tags, parent)
+        finally:
+            os.rename(overrides + '.away', overrides)
+
+    monkeypatch.setattr(engine, '_backup', vanishing_for_a_while)
+    code, result, err = server.main('run')
+    assert code == 1, err
+    assert 'restic skipped %s' % overrides in result['message']
+    assert server.snapshots(tag='nantral-mailu') == []
+    assert server.state('last-backup.json')['result'] == 'failed'
+
+
+def test_a_different_repository_found_after_the_backup(server, monkeypatch):
+    """The probe ends after the backup (it runs beside it): the snapshot made in the other repository is
+    forgotten and the run fails."""
+    subprocess.run(['rm', '-rf', server.repository], check=True)
+    server.restic('init')
+    backed_up = threading.Event()
+    real_backup, real_probe = engine._backup, engine.Restic.probe  # pylint: disable=protected-access
+
+    def backup(*args, **kwargs):
+        try:
+            return real_backup(*args, **kwargs)
+        finally:
+            backed_up.set()
+
+    def late_probe(self):
+        assert backed_up.wait(120)
+        return real_probe(self)
+
+    monkeypatch.setattr(engine, '_backup', backup)
+    monkeypatch.setattr(engine.Restic, 'probe', late_probe)
+    code, result, err = server.main('run')
+    assert code == 1, err
+    assert 'a different repository is at %s' % server.repository in result['message']
+    assert 'the snapshot just made there was forgotten' in result['message']
+    assert server.snapshots() == []
+    assert server.state('last-backup.json')['result'] == 'failed'
+    assert server.compose.names('paused') == []
+
+
+def test_restore_latest_of_an_empty_repository(server, backed_up):
+    subprocess.run(['rm', '-rf', server.repository], check=True)
+    server.restic('init')
+    os.unlink(os.path.join(server.state_dir, 'repository.json'))
+    code, result, err = server.main('restore')
+    assert code == 1
+    assert 'holds no snapshot of mail.example.org (tag nantral-mailu)' in err
+    assert not os.path.exists(os.path.join(server.root, 'mail'))

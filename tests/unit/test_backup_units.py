@@ -133,3 +133,34 @@ def test_without_compose_nothing_is_paused_and_no_prepass(tmp_path):
     assert code == 0, err
     assert result['pause_seconds'] == 0 and 'prepass' not in err.replace(str(tmp_path), '')
     assert len(env.snapshots()) == 1
+
+
+def test_skipped_paths_from_restic_stderr_and_the_disk(tmp_path):
+    here, gone, quiet = str(tmp_path / 'here'), str(tmp_path / 'gone'), str(tmp_path / 'quiet')
+    for path in (here, quiet):
+        os.mkdir(path)
+    stderr = '%s does not exist, skipping\nsome other warning\n' % quiet
+    assert engine.skipped_paths(stderr, [here, gone, quiet]) == sorted([gone, quiet])
+    assert engine.skipped_paths('', [here, quiet]) == []
+
+
+@pytest.mark.parametrize('line, expected', [
+    ('restoring <Snapshot 5a484058 of [/mailu/mail /var/lib/x] at 2026-11-28 08:03:50.87502596 +0000 UTC by '
+     'root@mail> to /mailu/.restore-x', ('5a484058', '2026-11-28T08:03:50.87502596+00:00')),
+    ('restoring snapshot 5a484058 of [/mailu/mail] at 2026-11-28 09:03:50 +0100 CET by root@mail to /t',
+     ('5a484058', '2026-11-28T09:03:50+01:00')),
+    ('nothing like it', (None, None)),
+])
+def test_restored_snapshot(line, expected):
+    assert engine.restored_snapshot('repository 1234 opened\n' + line + '\n') == expected
+    if expected[1]:
+        moment = engine.parse_time(expected[1])
+        assert moment.replace(microsecond=0) == datetime.datetime(2026, 11, 28, 8, 3, 50, tzinfo=datetime.timezone.utc)
+
+
+def test_prepass_min_bytes_is_checked():
+    config = {'repository': '/r', 'password_file': '/p', 'host': 'h', 'root': '/mailu', 'sources': []}
+    assert engine.check_config(dict(config))['prepass_min_bytes'] == 1024 ** 3
+    for wrong in (-1, '1G', True):
+        with pytest.raises(engine.ConfigError, match='prepass_min_bytes'):
+            engine.check_config(dict(config, prepass_min_bytes=wrong))

@@ -138,8 +138,9 @@ def main():
     parser.add_argument('--runs', type=int, default=3, help='measurements of each (the median is compared)')
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix='nantral-bench-backup-', dir='/var/tmp')
-    times = dict((key, []) for key in ('engine_first', 'bare_first', 'engine_again', 'bare_again', 'engine_restore',
-                                        'bare_restore', 'pause_first', 'pause_again', 'restic_start'))
+    keys = ('engine_first', 'bare_first', 'engine_again', 'bare_again', 'engine_restore', 'bare_restore',
+            'pause_first', 'pause_again', 'restic_start')
+    times = dict((key, []) for key in keys)
     try:
         with PgServer() as server:
             params, conninfo = database(server)

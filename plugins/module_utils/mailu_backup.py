@@ -823,17 +823,24 @@ def run(config, allow_empty=(), clock=time.monotonic):
         return record
 
 
-def _prepare(config, allow_empty, record):
-    """The local work before restic reads: the sources checked, redis saved, the database dumped and
-    the manifest written.  Returns (paths to back up, counts, running services)."""
-    paths, counts, owners = _source_report(config, set(allow_empty), record['counts'])
-    running = compose_services(config, 'running')
-    _redis_save(config, running)
+def _prepare(config, allow_empty, record, pool):
+    """The local work before restic reads: the sources checked, redis saved, the database dumped (in
+    ``pool``, beside the rest) and the manifest written.  Returns (paths to back up, counts, running
+    services); the first failure in that order is the one raised."""
     staging = os.path.join(config['state_dir'], STAGING)
     os.makedirs(staging, mode=0o700, exist_ok=True)
+    dump = pool.submit(dump_database, config, staging) if config.get('database') else None
+    try:
+        paths, counts, owners = _source_report(config, set(allow_empty), record['counts'])
+        running = compose_services(config, 'running')
+        _redis_save(config, running)
+    finally:
+        database = dump.exception() or dump.result() if dump else None
+    if isinstance(database, BaseException):
+        raise database
     manifest = dict(mailu_version=config.get('mailu_version'), host=config['host'], created=_iso(_now()),
                     root=config['root'], sources=paths, counts=counts, owners=owners, staging=staging,
-                    database=dump_database(config, staging) if config.get('database') else None)
+                    database=database)
     write_json(os.path.join(staging, MANIFEST_NAME), manifest)
     return paths + [staging], counts, running
 
@@ -862,7 +869,7 @@ def _run_backup(config, allow_empty, record, clock):
     # repository (there, the password right, the marker's id) runs while the local work is done; when it
     # is not over by then, the backup starts beside it, and what the backup made is forgotten if the
     # probe then fails: a run that fails records nothing as good, whichever finished first.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
         probe = pool.submit(restic.probe)
         verified = []
 
@@ -872,7 +879,7 @@ def _run_backup(config, allow_empty, record, clock):
             return verified[0]
 
         try:
-            targets, counts, running = _prepare(config, allow_empty, record)
+            targets, counts, running = _prepare(config, allow_empty, record, pool)
         except BackupError:
             repository_id()  # a repository that cannot be used is said first
             raise

@@ -17,7 +17,7 @@ step() {
     echo "=== $name: $*" >&2
     start=$(date +%s)
     "$@" || rc=$?
-    summary+=("$(printf '%-10s %-6s %4ss' "$name" "$([[ $rc -eq 0 ]] && echo ok || echo "rc=$rc")" $(($(date +%s) - start)))")
+    summary+=("$(printf '%-16s %-6s %4ss' "$name" "$([[ $rc -eq 0 ]] && echo ok || echo "rc=$rc")" $(($(date +%s) - start)))")
     if [[ $rc -ne 0 ]]; then failed=1; fi
     return "$rc"
 }
@@ -56,8 +56,13 @@ step lint bash scripts/lint.sh || true
 step sanity bash scripts/sanity.sh || true
 step pytest run_pytest || true
 step compat run_compat || true
-# The full provisioning in Docker (needs root for the Docker engine and debootstrap).
-step molecule bash scripts/molecule.sh || true
+# Molecule in Docker (needs root for the Docker engine and debootstrap), one step per
+# scenario of MOLECULE_SCENARIOS: "default" (the full provisioning, for the releases of
+# MOLECULE_MAILU_VERSIONS) and "rebuild" (backup, destruction and rebuild, for those of
+# MOLECULE_REBUILD_VERSIONS); see scripts/molecule.sh.
+for scenario in ${MOLECULE_SCENARIOS:-default rebuild}; do
+    step "molecule-$scenario" env MOLECULE_SCENARIOS="$scenario" bash scripts/molecule.sh || true
+done
 
 echo "=== summary" >&2
 printf '%s\n' "${summary[@]}" >&2

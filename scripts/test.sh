@@ -34,7 +34,9 @@ run_pytest() {
         echo "no tests/unit or tests/integration directory" >&2
         return 5
     fi
-    "$repo/.venv/bin/python" -m pytest -p no:cacheprovider "${dirs[@]}" || rc=$?
+    # Three worker processes, each test file on one worker (module fixtures stay whole).
+    "$repo/.venv/bin/python" -m pytest -p no:cacheprovider -n "${PYTEST_WORKERS:-3}" --dist loadfile \
+        "${dirs[@]}" || rc=$?
     # 5 means no test was collected: a broken collection must not look green.
     if [[ $rc -eq 5 ]]; then echo "pytest collected no tests" >&2; fi
     return "$rc"

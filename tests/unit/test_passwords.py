@@ -81,7 +81,7 @@ def test_verify_refuses_an_empty_password():
     # passlib 1.7.4 (Debian's, and Mailu's own) has unix_fallback, which identifies any
     # string; libpass dropped it.  check_hash refuses both (test below).
     ('plain text', 'unix_fallback' if 'unix_fallback' in list_crypt_handlers() else None),
-])
+], ids=['bcrypt_sha256', 'blf-crypt', 'sha512-crypt-prefixed', 'sha512-crypt', 'argon2', 'plain-text'])
 def test_hash_scheme(stored, scheme):
     assert mailu_passwords.hash_scheme(stored) == scheme
 

@@ -49,8 +49,9 @@ configuration's ``env`` from its environment; libpq reads ``PGPASSFILE``.
 
     Every restic command first spends about half a second of CPU deriving the key,
     so a run starts one restic command on its way: the probe of the repository runs
-    beside the local work (and, when that is quicker, beside the backup: a snapshot
-    made in a repository the probe then rejects is forgotten, the run fails); no
+    beside the local work (and, when nothing is to be paused and the local work is
+    quicker, beside the backup: a snapshot made in a repository the probe then
+    rejects is forgotten, the run fails; mail is paused only once the probe passed); no
     snapshot listing before or after (the parent is the last good run on record, a
     skipped source is read from restic's own output).
 ``forget``, ``check``
@@ -831,9 +832,10 @@ def _prepare(config, allow_empty, record, pool):
     os.makedirs(staging, mode=0o700, exist_ok=True)
     dump = pool.submit(dump_database, config, staging) if config.get('database') else None
     try:
-        paths, counts, owners = _source_report(config, set(allow_empty), record['counts'])
         running = compose_services(config, 'running')
+        # Saved before the sources are counted, so that redis's dump.rdb is among the counted files.
         _redis_save(config, running)
+        paths, counts, owners = _source_report(config, set(allow_empty), record['counts'])
     finally:
         database = dump.exception() or dump.result() if dump else None
     if isinstance(database, BaseException):
@@ -867,8 +869,9 @@ def _run_backup(config, allow_empty, record, clock):
     pending = os.path.join(state_dir, PREPASS_PENDING)
     # Each restic command first spends about half a second of CPU deriving the key.  The probe of the
     # repository (there, the password right, the marker's id) runs while the local work is done; when it
-    # is not over by then, the backup starts beside it, and what the backup made is forgotten if the
-    # probe then fails: a run that fails records nothing as good, whichever finished first.
+    # is not over by then and nothing is to be paused, the backup starts beside it, and what the backup
+    # made is forgotten if the probe then fails: a run that fails records nothing as good, whichever
+    # finished first.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         probe = pool.submit(restic.probe)
         verified = []
@@ -886,10 +889,12 @@ def _run_backup(config, allow_empty, record, clock):
         if os.path.exists(pending):
             repository_id()
             _forget_leftover_prepass(restic, config)
-        if probe.done():
+        to_pause = [name for name in (config.get('compose') or {}).get('pause', []) if name in running]
+        # Mail is never paused for a repository that cannot be used: an unreachable SFTP server can keep
+        # restic waiting for minutes.  With nothing to pause, the backup may start beside the probe.
+        if probe.done() or to_pause:
             repository_id()
 
-        to_pause = [name for name in (config.get('compose') or {}).get('pause', []) if name in running]
         last_good = record.get('last_good') or {}
         # restic takes the newest snapshot of the host with the same paths as the parent: after a good
         # run of this server into this repository, the paused pass reads only what changed.
@@ -1421,6 +1426,12 @@ def _restore_folder(source_top, source_folder, target_top):
     for sub in ('cur', 'new'):
         with contextlib.suppress(FileNotFoundError):
             live.update(_unique(name) for name in os.listdir(os.path.join(target_folder, sub)))
+    # A Maildir folder is whole only with its cur/, new/ and tmp/ (an empty one included): each the
+    # snapshot has comes back, owned and moded as restored, even when no message goes into it.
+    for sub in ('cur', 'new', 'tmp'):
+        src_dir = os.path.join(source_folder, sub)
+        if os.path.isdir(src_dir) and not os.path.islink(src_dir):
+            _ensure_dirs(source_top, src_dir, target_top, os.path.join(target_folder, sub))
     copied = []
     for sub in ('cur', 'new'):
         directory = os.path.join(source_folder, sub)

@@ -237,6 +237,15 @@ def test_wrong_password_named_and_nothing_written(server):
     assert code == 1
     assert 'wrong password for repository %s' % server.repository in result['message']
     assert 'not the password' not in err + json.dumps(result)
+    assert [call for call in server.compose.calls() if call[0] == 'pause'] == [], \
+        'mail is never paused for a repository that cannot be opened'
+
+
+def test_redis_is_counted_after_its_save(server):
+    os.unlink(os.path.join(server.root, 'redis', 'dump.rdb'))
+    code, result, err = server.main('run')
+    assert code == 0, err
+    assert result['counts'][os.path.join(server.root, 'redis')] == 1, 'the dump.rdb the save wrote'
 
 
 def test_vanished_repository_not_recreated(server):
@@ -451,6 +460,22 @@ def test_restore_mailbox_one_folder(server):
     assert code == 1 and 'holds no mailbox nobody@example.org' in err
 
 
+def test_restore_mailbox_brings_back_a_folders_empty_directories(server):
+    box = os.path.join(server.root, 'mail', 'user@example.org')
+    drafts = os.path.join(box, '.Drafts')
+    write_maildir(server.root, 'user@example.org', [700, 800], folder='Drafts')
+    for name in os.listdir(os.path.join(drafts, 'new')):      # every message in cur/: new/ stays empty
+        os.rename(os.path.join(drafts, 'new', name), os.path.join(drafts, 'cur', name + ':2,S'))
+    assert server.main('run')[0] == 0
+    subprocess.run(['rm', '-rf', drafts], check=True)
+    code, result, err = server.main('restore-mailbox', 'user@example.org', '--folder', 'Drafts')
+    assert code == 0, err
+    assert result['restored'] == 2
+    for sub in ('cur', 'new', 'tmp'):
+        info = os.stat(os.path.join(drafts, sub))
+        assert (info.st_uid, oct(info.st_mode & 0o777)) == (MAILU_UID, '0o700'), sub
+
+
 # ---------------------------------------------------------------- one restic command on the critical path
 
 
@@ -555,10 +580,11 @@ def test_path_restic_said_it_skipped_forgets_the_snapshot(server, monkeypatch):
 
 
 def test_a_different_repository_found_after_the_backup(server, monkeypatch):
-    """The probe ends after the backup (it runs beside it): the snapshot made in the other repository is
-    forgotten and the run fails."""
+    """The probe ends after the backup (it runs beside it when nothing is to be paused): the snapshot made
+    in the other repository is forgotten and the run fails."""
     subprocess.run(['rm', '-rf', server.repository], check=True)
     server.restic('init')
+    server.compose.set('running', [])
     backed_up = threading.Event()
     real_backup, real_probe = engine._backup, engine.Restic.probe  # pylint: disable=protected-access
 

@@ -1316,21 +1316,30 @@ def _restore_from(config, workdir, restored, snapshot, holdings):
             raise BackupError('snapshot %s holds a database dump, but the configuration names no database' % snap_id)
         result['database'] = _restore_database(config, staging, manifest['database'])
     stamp = _stamp(_now())
-    for path in manifest.get('sources', []):
-        source = os.path.join(workdir, path.lstrip('/'))
-        if not os.path.lexists(source):
-            continue
-        if os.path.lexists(path):
-            if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
-                os.rmdir(path)
-                result['removed_empty'].append(path)
-            else:
-                aside = '%s.before-restore-%s' % (path, stamp)
-                os.rename(path, aside)
-                result['moved_aside'].append(aside)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        _move_into_place(source, path)
-        result['restored'].append(path)
+    try:
+        for path in manifest.get('sources', []):
+            source = os.path.join(workdir, path.lstrip('/'))
+            if not os.path.lexists(source):
+                continue
+            if os.path.lexists(path):
+                if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
+                    os.rmdir(path)
+                    result['removed_empty'].append(path)
+                else:
+                    aside = '%s.before-restore-%s' % (path, stamp)
+                    os.rename(path, aside)
+                    result['moved_aside'].append(aside)
+                    log('moved %s aside to %s' % (path, aside))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _move_into_place(source, path)
+            result['restored'].append(path)
+    except OSError as exc:
+        # What was done so far is said, so that a sysadmin knows where the server stands.
+        raise BackupError('restore of snapshot %s stopped at %s (%s); database restored: %s; restored: %s; '
+                          'moved aside: %s' % (snap_id, getattr(exc, 'filename', None) or '?', exc.strerror or exc,
+                                               'yes' if result['database'] else 'no',
+                                               ', '.join(result['restored']) or 'nothing',
+                                               ', '.join(result['moved_aside']) or 'nothing'))
     return result
 
 

@@ -398,6 +398,24 @@ def test_restore_refused_names_account_rows_and_force_replaces(server, backed_up
     assert _rows(server.db) == backed_up['rows']
 
 
+def test_a_restore_that_stops_says_where_the_server_stands(server, backed_up, monkeypatch):
+    real_move = engine._move_into_place  # pylint: disable=protected-access
+    moved = []
+
+    def move(source, path):
+        if len(moved) == 2:
+            raise OSError(28, 'No space left on device', path)
+        moved.append(path)
+        return real_move(source, path)
+
+    monkeypatch.setattr(engine, '_move_into_place', move)
+    code, result, err = server.main('restore')
+    assert code == 1
+    assert 'stopped at ' in err and 'No space left on device' in err
+    assert 'database restored: yes; restored: %s; moved aside: nothing' % ', '.join(moved) in err
+    assert _rows(server.db) == backed_up['rows']
+
+
 def test_restore_refused_while_the_stack_runs(server, backed_up):
     server.compose.set('running', ['admin', 'front'])
     code, result, err = server.main('restore')

@@ -986,11 +986,23 @@ def _prepass(restic, config, targets, size, repository_id, marker):
 # ---------------------------------------------------------------- forget, check
 
 
+@contextlib.contextmanager
+def _recorded(config, name, record):
+    """Write ``record`` to the state file ``name`` however the block ends: a failure's message in it."""
+    try:
+        yield record
+    except BackupError as exc:
+        record['message'] = str(exc)
+        raise
+    finally:
+        record['finished'] = _iso(_now())
+        write_json(os.path.join(config['state_dir'], name), record)
+
+
 def forget(config):
     with _locked(config, 'forget'):
         restic = Restic.from_config(config)
-        record = dict(result=FAILED, finished=None, message='')
-        try:
+        with _recorded(config, LAST_FORGET, dict(result=FAILED, finished=None, message='')) as record:
             open_repository(restic, config['state_dir'])
             args = ['forget', '--host', config['host'], '--tag', config['tag']]
             retention = config.get('retention') or {}
@@ -1005,12 +1017,6 @@ def forget(config):
             removed = len(re.findall(r'^remove \d+ snapshots', result.stdout or '', re.M))
             record.update(result=OK, message='retention applied (%s)' % ', '.join(args[5:]) if len(args) > 5 else
                           'no retention policy set: nothing forgotten', removed_groups=removed)
-        except BackupError as exc:
-            record['message'] = str(exc)
-            raise
-        finally:
-            record['finished'] = _iso(_now())
-            write_json(os.path.join(config['state_dir'], LAST_FORGET), record)
         return record
 
 
@@ -1023,8 +1029,7 @@ def check(config, subset=None):
     subset = subset or config['check_subset']
     with _locked(config, 'check'):
         restic = Restic.from_config(config)
-        record = dict(result=FAILED, finished=None, subset=subset, message='')
-        try:
+        with _recorded(config, LAST_CHECK, dict(result=FAILED, finished=None, subset=subset, message='')) as record:
             open_repository(restic, config['state_dir'])
             result = restic.run('check', '--read-data-subset', subset)
             if result.returncode != 0:
@@ -1033,12 +1038,6 @@ def check(config, subset=None):
                 raise BackupError('restic check --read-data-subset %s found damage in %s: %s' % (
                     subset, config['repository'], ' / '.join(lines[:_MESSAGE_LINES]) or 'no message'))
             record.update(result=OK, message='no errors in %s of the data' % subset)
-        except BackupError as exc:
-            record['message'] = str(exc)
-            raise
-        finally:
-            record['finished'] = _iso(_now())
-            write_json(os.path.join(config['state_dir'], LAST_CHECK), record)
         return record
 
 
